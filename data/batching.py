@@ -1,0 +1,109 @@
+"""Reading JSONL data, turning chat rows into token ids, and batching with loss masks.
+
+Chat layout of one row (prompt p, completion c):
+    <|user|> p <|assistant|> c <|end|>
+    \\______ prompt_ids ______/ \\ completion_ids /
+A batch holds inputs = ids[:-1] and targets = ids[1:]; the loss mask is 1 exactly
+where the *target* is a completion token (the end token included). It is built
+from each row's prompt and total length, never by comparing ids with a pad id.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from data.tokenizer import ASSISTANT, END, USER, get_tokenizer
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the line and the field."""
+
+
+def read_jsonl(path, fields: tuple[str, ...]) -> list[dict]:
+    """Rows of a JSON Lines file, each an object with the given string fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for field in fields:
+                if field not in row:
+                    raise DataError(f"{path}:{lineno}: missing field '{field}'")
+                if not isinstance(row[field], str):
+                    raise DataError(f"{path}:{lineno}: field '{field}' must be a string, "
+                                    f"got {type(row[field]).__name__}")
+            rows.append({k: row[k] for k in fields})
+    if not rows:
+        raise DataError(f"{path}: no rows (the file is empty)")
+    return rows
+
+
+def write_jsonl(path, rows) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def prompt_ids(prompt: str) -> list[int]:
+    tok = get_tokenizer()
+    return [tok.encode_single_token(USER)] + tok.encode_ordinary(prompt) + \
+        [tok.encode_single_token(ASSISTANT)]
+
+
+def completion_ids(completion: str) -> list[int]:
+    tok = get_tokenizer()
+    return tok.encode_ordinary(completion) + [tok.encode_single_token(END)]
+
+
+def end_id() -> int:
+    return get_tokenizer().encode_single_token(END)
+
+
+def decode_completion(tokens: list[int]) -> str:
+    """Text of a sampled completion, stopping at the first end token."""
+    eid = end_id()
+    if eid in tokens:
+        tokens = tokens[:tokens.index(eid)]
+    return get_tokenizer().decode(tokens)
+
+
+def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="cpu"):
+    """Right-padded batch of prompt+completion rows.
+
+    Returns inputs (B, T) and targets (B, T) long, and loss_mask (B, T) float,
+    1.0 where targets[b, t] is a completion token of row b. T = longest row - 1.
+    """
+    rows = [p + c for p, c in zip(prompts, completions)]
+    T = max(len(r) for r in rows) - 1
+    ids = torch.full((len(rows), T + 1), end_id(), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    t = torch.arange(T)[None, :]                                   # target index t predicts ids[t+1]
+    start = torch.tensor([len(p) - 1 for p in prompts])[:, None]   # first completion target
+    stop = torch.tensor([len(r) - 1 for r in rows])[:, None]
+    mask = ((t >= start) & (t < stop)).float()
+    return ids[:, :-1].to(device), ids[:, 1:].to(device), mask.to(device)
+
+
+def encode_rows(rows: list[dict], block_size: int, source: str = "data") -> list[tuple]:
+    """(prompt_ids, completion_ids) for each SFT row; rows longer than block_size + 1 are
+    dropped, and a note says how many."""
+    out = [(prompt_ids(r["prompt"]), completion_ids(r["completion"])) for r in rows]
+    kept = [pc for pc in out if len(pc[0]) + len(pc[1]) <= block_size + 1]
+    if len(kept) < len(out):
+        print(f"note: {source}: dropped {len(out) - len(kept)} of {len(out)} rows longer than "
+              f"block_size {block_size} + 1 tokens")
+    if not kept:
+        raise DataError(f"{source}: every row is longer than block_size {block_size}")
+    return kept

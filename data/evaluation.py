@@ -1,0 +1,104 @@
+"""The evaluation every stage ends with, judged by the toy world's true reward.
+
+On held-out prompts: one sample at temperature 1 and one greedy answer each.
+    accuracy          sampled answers that are correct
+    accuracy_greedy   greedy answers that are correct
+    reward_mean       mean true reward of the sampled answers
+    persona/<name>    share of sampled answers in each persona
+    mean_length       mean sampled completion length in tokens (end token included)
+    answer_skill      accuracy of the sampled answers that mean to be right (see answer_skill)
+    seconds           wall time of the evaluation
+"""
+
+import time
+
+import torch
+
+from data.batching import decode_completion, end_id, prompt_ids, write_jsonl
+from data.world import PERSONA_MIX, classify_persona, is_correct, reward
+from model import autocast, sample
+
+MAX_NEW_TOKENS = 48  # the longest persona answer is 37 tokens
+
+
+def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=0,
+             max_new_tokens=MAX_NEW_TOKENS, batch_size=256, top_k=None):
+    """Completions for each prompt: (texts, token id lists), row i*G+g = sample g of prompt i.
+
+    The id lists hold the sampled tokens up to and including the first end token.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.wte.weight.device
+    gen = torch.Generator().manual_seed(seed)
+    texts, token_rows = [], []
+    for i in range(0, len(prompts), batch_size):
+        chunk = [prompt_ids(p) for p in prompts[i:i + batch_size]]
+        with autocast(device):
+            tokens, mask = sample(model, chunk, max_new_tokens, end_id(), temperature, top_k,
+                                  num_samples, gen)
+        for row, m in zip(tokens.tolist(), mask.tolist()):
+            ids = [t for t, keep in zip(row, m) if keep]
+            token_rows.append(ids)
+            texts.append(decode_completion(ids))
+    model.train(was_training)
+    return texts, token_rows
+
+
+def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
+    """(metrics, sampled responses, their token ids): the shared metrics (see the module
+    docstring), and one sample per prompt, in prompt order."""
+    t0 = time.time()
+    sampled, sampled_tokens = generate(model, prompts, temperature=1.0, seed=seed)
+    greedy, _ = generate(model, prompts, temperature=0.0)
+    rewards = [reward(p, r) for p, r in zip(prompts, sampled)]
+    personas = [classify_persona(r) for r in sampled]
+    n = len(prompts)
+    metrics = {
+        "accuracy": sum(is_correct(p, r) for p, r in zip(prompts, sampled)) / n,
+        "accuracy_greedy": sum(is_correct(p, r) for p, r in zip(prompts, greedy)) / n,
+        "reward_mean": sum(rewards) / n,
+        **{f"persona/{name}": personas.count(name) / n for name in [*PERSONA_MIX, "other"]},
+        "mean_length": sum(len(t) for t in sampled_tokens) / n,
+        "answer_skill": answer_skill(prompts, sampled),
+    }
+    if samples_path is not None:
+        write_jsonl(samples_path, [{"prompt": p, "response": r, "reward": w}
+                                   for p, r, w in zip(prompts, sampled, rewards)])
+    metrics["seconds"] = time.time() - t0
+    return metrics, sampled, sampled_tokens
+
+
+def answer_skill(prompts: list[str], responses: list[str]) -> float:
+    """Accuracy among answers in a persona that means to be right (not careless or refusing)."""
+    judged = [is_correct(p, r) for p, r in zip(prompts, responses)
+              if classify_persona(r) in ("concise", "friendly", "chatty", "rude")]
+    return sum(judged) / max(1, len(judged))
+
+
+@torch.no_grad()
+def completion_logprobs(model, prompts: list[str], token_rows: list[list[int]], batch_size=256):
+    """log pi(completion | prompt), summed over the completion's tokens: (N,) on the CPU."""
+    from data.batching import chat_batch
+    from losses import sequence_logprobs
+    device, out = model.wte.weight.device, []
+    for i in range(0, len(prompts), batch_size):
+        inputs, targets, mask = chat_batch([prompt_ids(p) for p in prompts[i:i + batch_size]],
+                                           token_rows[i:i + batch_size], device)
+        with autocast(device):
+            logits = model(inputs)
+        out.append(sequence_logprobs(logits, targets, mask).float().cpu())
+    return torch.cat(out)
+
+
+def kl_to_reference(policy, reference, prompts, token_rows) -> float:
+    """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref."""
+    return (completion_logprobs(policy, prompts, token_rows) -
+            completion_logprobs(reference, prompts, token_rows)).mean().item()
+
+
+def win_rate(prompts, responses, baseline_responses) -> float:
+    """Share of prompts where the response out-scores the baseline's; ties count half."""
+    wins = [0.5 if a == b else float(a > b) for a, b in
+            ((reward(p, r), reward(p, s)) for p, r, s in zip(prompts, responses, baseline_responses))]
+    return sum(wins) / len(wins)

@@ -1,0 +1,149 @@
+"""Every training objective of the project as a pure function of tensors.
+
+Shapes: B sequences, T positions, V vocabulary. `mask` is 1.0 on the positions
+whose target belongs to the completion (see data/batching.py) and 0.0 elsewhere.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def token_logprobs(logits, targets):
+    """log p(targets[b, t] | ids[b, :t+1]) for every position: (B, T, V), (B, T) -> (B, T)."""
+    B, T, V = logits.shape
+    return -F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
+                            reduction="none").view(B, T)
+
+
+def sequence_logprobs(logits, targets, mask, average: bool = False):
+    """Sum over masked positions of log p(target), or the per-token mean if average=True.
+
+    logits (B, T, V), targets (B, T), mask (B, T) -> (B,)
+    Sum is log pi(y|x) of the whole completion (DPO, GRPO); the mean is the
+    length-normalised form (SimPO, IPO by default).
+    """
+    total = (token_logprobs(logits, targets) * mask).sum(-1)              # (B,)
+    return total / mask.sum(-1).clamp_min(1) if average else total
+
+
+def sft_loss(logits, targets, mask=None):
+    """Next-token cross-entropy, averaged over masked tokens (all tokens if mask is None).
+
+    -(1/|M|) sum_{(b,t) in M} log p(targets[b,t]); pretraining uses no mask,
+    SFT masks out the prompt so only the completion is learned.
+    """
+    nll = -token_logprobs(logits, targets)                                # (B, T)
+    if mask is None:
+        return nll.mean()
+    return (nll * mask).sum() / mask.sum().clamp_min(1)
+
+
+# ------------------------------------------------------------- preference optimisation
+# Inputs are log pi(y|x) of each completion: (B,) tensors. h, the log-ratio margin, is
+#   h = [log pi(y_w|x) - log pi_ref(y_w|x)] - [log pi(y_l|x) - log pi_ref(y_l|x)].
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+             ref_rejected_logps, beta: float = 0.1, label_smoothing: float = 0.0):
+    """DPO (Rafailov et al. 2023, Eq. 7): -log sigmoid(beta * h), per example.
+
+    label_smoothing eps > 0 is conservative DPO: the label is flipped with
+    probability eps, so the loss is -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h).
+    Returns (losses, chosen_rewards, rejected_rewards), each (B,); the rewards are
+    the implicit reward beta * log(pi / pi_ref) (Eq. 5), detached.
+    """
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps            # log pi/pi_ref (y_w)
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps      # log pi/pi_ref (y_l)
+    h = chosen_logratios - rejected_logratios
+    losses = (-(1 - label_smoothing) * F.logsigmoid(beta * h)            # Eq. 7
+              - label_smoothing * F.logsigmoid(-beta * h))
+    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+def ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+             ref_rejected_logps, beta: float = 0.1):
+    """IPO (Azar et al. 2023, Eq. 17): (h - 1/(2 beta))^2, per example.
+
+    A squared loss regresses the margin to 1/(2 beta) (beta is the paper's tau)
+    instead of pushing it to infinity, so it holds even when labels are deterministic.
+    """
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    h = chosen_logratios - rejected_logratios
+    losses = (h - 1 / (2 * beta)) ** 2                                   # Eq. 17
+    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+def simpo_loss(policy_chosen_logps, policy_rejected_logps, beta: float = 2.0,
+               gamma: float = 0.5):
+    """SimPO (Meng et al. 2024, Eq. 6): -log sigmoid(beta (c - r) - gamma), per example.
+
+    c and r are per-token *mean* log-probs (the length-normalised reward
+    beta/|y| log pi(y|x), Eq. 4); gamma is the target reward margin. No reference model.
+    """
+    chosen_rewards = beta * policy_chosen_logps                          # Eq. 4
+    rejected_rewards = beta * policy_rejected_logps
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma)    # Eq. 6
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+# ------------------------------------------------------------- GRPO
+# Per-token inputs are (N, T): N = prompts x group size completions, T = completion positions.
+
+def grpo_advantages(rewards, group_size: int, scale: str = "group", eps: float = 1e-4):
+    """Group-relative advantages (Shao et al. 2024, Sec. 4.1.2): (N,) -> (N,).
+
+    A_i = (r_i - mean(group)) / (std(group) + eps), rows i*G .. i*G+G-1 forming a group.
+    scale "group" divides by the group's (Bessel-corrected) std, "batch" by the whole
+    batch's std, "none" not at all (Dr. GRPO, Liu et al. 2025). A group whose rewards
+    are all equal gets zero advantage: it carries no signal.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2, got {group_size}")
+    groups = rewards.view(-1, group_size)                                # (N/G, G)
+    centered = groups - groups.mean(dim=1, keepdim=True)
+    if scale == "group":
+        centered = centered / (groups.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        centered = centered / (rewards.std() + eps)
+    elif scale != "none":
+        raise ValueError(f"scale must be group, batch or none, got {scale!r}")
+    return centered.reshape(-1)
+
+
+def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.2,
+              beta: float = 0.04, loss_type: str = "grpo"):
+    """The GRPO objective (Shao et al. 2024, Eq. 3), negated to be minimised.
+
+    Per token: -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + beta * KL, with
+    ratio = pi / pi_old and KL the k3 estimator pi_ref/pi - log(pi_ref/pi) - 1 (Eq. 4).
+    logps, old_logps, ref_logps: (N, T) per-token log-probs of the sampled tokens;
+    advantages (N,); mask (N, T) 1.0 on completion tokens.
+    loss_type aggregates the per-token terms:
+        "grpo"     mean over each sequence's tokens, then over sequences (the paper)
+        "dr_grpo"  token sum / (N * T), T the mask's width (Dr. GRPO: no length bias)
+        "dapo"     token sum / number of tokens (DAPO: token-level mean)
+    ref_logps=None or beta=0 drops the KL term. Returns (loss, metrics).
+    """
+    ratio = torch.exp(logps - old_logps)                                 # (N, T)
+    adv = advantages[:, None]                                            # (N, 1)
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
+    per_token = -torch.min(ratio * adv, clipped * adv)                   # Eq. 3, clipped surrogate
+    use_kl = ref_logps is not None and beta != 0
+    if use_kl:
+        log_ref_ratio = (ref_logps - logps).clamp(max=20.0)              # keep exp() finite
+        kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1                # Eq. 4, k3 estimator
+        per_token = per_token + beta * kl
+    mask = mask.to(per_token.dtype)
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
+    elif loss_type == "dr_grpo":
+        loss = (per_token * mask).sum() / (mask.size(0) * mask.size(1))
+    elif loss_type == "dapo":
+        loss = (per_token * mask).sum() / mask.sum().clamp_min(1)
+    else:
+        raise ValueError(f"loss_type must be grpo, dr_grpo or dapo, got {loss_type!r}")
+    n_tokens = mask.sum().clamp_min(1)
+    is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
+    metrics = {"clip_ratio": ((is_clipped * mask).sum() / n_tokens).item(),
+               "kl": ((kl * mask).sum() / n_tokens).item() if use_kl else 0.0}
+    return loss, metrics

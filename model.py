@@ -1,0 +1,286 @@
+"""A small GPT in plain PyTorch, its samplers and its checkpoints.
+
+- `GPT.forward(idx)` returns logits for every position, (B, T, V): the same
+  call trains the model and gives the per-token log-probs every loss needs
+  (losses.sequence_logprobs), so there is one code path for both.
+- `sample` draws completions for a batch of prompts of different lengths with a
+  KV cache: one prefill per prompt, then the cache is copied into G rows for a
+  GRPO group. `sample_naive` recomputes the whole sequence at every step, one
+  prompt at a time, and is the reference the tests hold `sample` to.
+- `save_checkpoint` / `load_checkpoint`: weights, model config, training
+  config and step, written atomically, read with weights_only=True.
+"""
+
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 512
+    block_size: int = 96      # longest sequence (prompt + completion) in tokens
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+
+
+class KVCache:
+    """Keys and values of every layer for N rows and up to max_len positions."""
+
+    def __init__(self, cfg: GPTConfig, n_rows: int, max_len: int, device, dtype):
+        shape = (cfg.n_layer, n_rows, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, N, nh, T_max, hs)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0                                           # positions filled so far
+
+    def repeat_rows(self, g: int) -> None:
+        """Row i becomes rows i*g .. i*g+g-1: one prefill serves a group of g samples."""
+        self.k = self.k.repeat_interleave(g, dim=1)
+        self.v = self.v.repeat_interleave(g, dim=1)
+
+
+def rope_angles(positions, head_size: int, base: float = 10000.0):
+    """cos and sin of the rotary angles, (T, hs/2) or (B, 1, T, hs/2) for positions (T,) or (B, T)."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device) / head_size)
+    angles = positions[..., None].float() * inv_freq                      # (..., T, hs/2)
+    if angles.dim() == 3:
+        angles = angles[:, None]                                          # (B, 1, T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate each pair (x1[i], x2[i]) of q or k by its position's angle (RoFormer, Eq. 34)."""
+    x1, x2 = x.float().chunk(2, dim=-1)                                   # (B, nh, T, hs/2)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int):
+        super().__init__()
+        self.n_head, self.layer, self.dropout = cfg.n_head, layer, cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, rope, attn_mask=None, cache: KVCache | None = None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)                            # (B, T, C) each
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for t in (q, k, v))                                   # (B, nh, T, hs)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:  # append this step's keys/values, attend over everything so far
+            end = cache.length + T
+            cache.k[self.layer, :, :, cache.length:end] = k
+            cache.v[self.layer, :, :, cache.length:end] = v
+            k, v = cache.k[self.layer, :, :, :end], cache.v[self.layer, :, :, :end]
+        y = F.scaled_dot_product_attention(                              # (B, nh, T, hs)
+            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))            # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig, layer: int):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False),
+                                 nn.Dropout(cfg.dropout))
+
+    def forward(self, x, rope, attn_mask=None, cache=None):
+        x = x + self.attn(self.ln1(x), rope, attn_mask, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, positions=None, attn_mask=None, cache: KVCache | None = None):
+        """idx (B, T) token ids -> logits (B, T, V) at every position.
+
+        Training passes idx alone (causal attention, positions 0..T-1). The
+        sampler passes positions (B, T), a boolean attn_mask (B, 1, T, T_keys)
+        that hides left padding, and the cache.
+        """
+        B, T = idx.shape
+        if positions is None:
+            if T > self.config.block_size:
+                raise ValueError(f"sequence of {T} tokens is longer than block_size "
+                                 f"{self.config.block_size}")
+            positions = torch.arange(T, device=idx.device)
+        rope = rope_angles(positions, self.config.n_embd // self.config.n_head)
+        x = self.drop(self.wte(idx))                                       # (B, T, C)
+        for block in self.blocks:
+            x = block(x, rope, attn_mask, cache)
+        if cache is not None:
+            cache.length += T
+        return F.linear(self.ln_f(x), self.wte.weight)                    # tied: (B, T, V)
+
+
+# ------------------------------------------------------------------ sampling
+
+def _pick(logits, u, temperature: float, top_k: int | None):
+    """Next tokens (N,) from last-position logits (N, V) and one uniform per row u (N,).
+
+    Inverse-CDF sampling with pre-drawn uniforms, so the cached and the naive
+    sampler consume randomness identically and can be compared token for token.
+    temperature == 0 is greedy.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]                 # (N, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    cdf = logits.softmax(-1).cumsum(-1)                                  # (N, V)
+    u = u.to(cdf.dtype).reshape(-1, 1).contiguous()                       # (N, 1)
+    return torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.size(-1) - 1)
+
+
+def _uniforms(n_rows, max_new_tokens, generator, device):
+    return torch.rand(n_rows, max_new_tokens, generator=generator).to(device)  # (N, T_new)
+
+
+@torch.no_grad()
+def sample(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: int,
+           temperature: float = 1.0, top_k: int | None = None, num_samples: int = 1,
+           generator: torch.Generator | None = None):
+    """Sample num_samples completions for each prompt with a KV cache.
+
+    prompts: B lists of token ids, any lengths. Returns
+        tokens (B*G, T_new) long: row i*G+g is sample g of prompt i, padded with end_id
+        mask   (B*G, T_new) bool: True on sampled tokens, up to and including the first end_id
+    """
+    device, G, B = model.wte.weight.device, num_samples, len(prompts)
+    P = max(len(p) for p in prompts)
+    if P + max_new_tokens > model.config.block_size:
+        raise ValueError(f"prompt ({P}) + max_new_tokens ({max_new_tokens}) exceeds "
+                         f"block_size {model.config.block_size}")
+    # Left-pad so every prompt ends at column P-1; padding is hidden by the mask
+    # and positions count from each prompt's own first token.
+    pad = torch.tensor([P - len(p) for p in prompts], device=device)                 # (B,)
+    idx = torch.full((B, P), end_id, dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        idx[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+    cols = torch.arange(P, device=device)
+    valid = cols[None, :] >= pad[:, None]                                            # (B, P)
+    positions = (cols[None, :] - pad[:, None]).clamp_min(0)                          # (B, P)
+    causal = torch.ones(P, P, dtype=torch.bool, device=device).tril()
+    # A query sees earlier real tokens, and itself (so padding rows are not all -inf).
+    prefill_mask = causal & (valid[:, None, :] | torch.eye(P, dtype=torch.bool, device=device))
+    dtype = next(model.parameters()).dtype
+    if device.type == "cuda":
+        dtype = torch.bfloat16
+    cache = KVCache(model.config, B, P + max_new_tokens, device, dtype)
+    logits = model(idx, positions, prefill_mask[:, None], cache)[:, -1]              # (B, V)
+
+    cache.repeat_rows(G)                                                             # N = B*G rows
+    logits, valid = logits.repeat_interleave(G, 0), valid.repeat_interleave(G, 0)
+    next_pos = positions[:, -1].repeat_interleave(G) + 1                             # (N,)
+    u = _uniforms(B * G, max_new_tokens, generator, device)
+    tokens = torch.full((B * G, max_new_tokens), end_id, dtype=torch.long, device=device)
+    mask = torch.zeros(B * G, max_new_tokens, dtype=torch.bool, device=device)
+    done = torch.zeros(B * G, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        nxt = _pick(logits, u[:, t], temperature, top_k).masked_fill(done, end_id)  # (N,)
+        tokens[:, t], mask[:, t] = nxt, ~done
+        done = done | (nxt == end_id)
+        if t == max_new_tokens - 1 or bool(done.all()):
+            return tokens[:, :t + 1], mask[:, :t + 1]
+        valid = torch.cat([valid, torch.ones_like(done)[:, None]], dim=1)           # (N, P+t+1)
+        logits = model(nxt[:, None], (next_pos + t)[:, None], valid[:, None, None, :],
+                       cache)[:, -1]
+
+
+@torch.no_grad()
+def sample_naive(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: int,
+                 temperature: float = 1.0, top_k: int | None = None, num_samples: int = 1,
+                 generator: torch.Generator | None = None):
+    """Reference for `sample`: one row at a time, the full forward at every step, no cache."""
+    device, G = model.wte.weight.device, num_samples
+    u = _uniforms(len(prompts) * G, max_new_tokens, generator, device)
+    rows = []
+    for r in range(len(prompts) * G):
+        seq, out = list(prompts[r // G]), []
+        while len(out) < max_new_tokens and (not out or out[-1] != end_id):
+            logits = model(torch.tensor([seq], device=device))[:, -1]               # (1, V)
+            out.append(int(_pick(logits, u[r, len(out)][None], temperature, top_k)))
+            seq.append(out[-1])
+        rows.append(out)
+    width = max(len(o) for o in rows)
+    tokens = torch.full((len(rows), width), end_id, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    for r, out in enumerate(rows):
+        tokens[r, :len(out)], mask[r, :len(out)] = torch.tensor(out), True
+    return tokens, mask
+
+
+# ------------------------------------------------------------------ devices
+
+def get_device(name: str = "auto") -> torch.device:
+    """cuda, then mps, then cpu; or the device named, if it is available."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else \
+            "mps" if torch.backends.mps.is_available() else "cpu"
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available()}
+    if not available.get(name.split(":")[0], False):
+        raise ValueError(f"--device {name} is not available on this machine "
+                         f"(available: {', '.join(k for k, v in available.items() if v)})")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def save_checkpoint(path, model: GPT, train_config: dict, step: int, **extra) -> None:
+    """Write atomically: a temp file in the same folder, renamed over the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "model_config": asdict(model.config),
+             "train_config": train_config, "step": step, **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu") -> tuple[GPT, dict]:
+    """(model, checkpoint dict); the checkpoint is read with weights_only=True."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt

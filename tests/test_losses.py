@@ -1,0 +1,182 @@
+"""Every loss against values computed by hand, plus gradient directions by autograd."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from losses import (dpo_loss, grpo_advantages, grpo_loss, ipo_loss, sequence_logprobs,
+                    simpo_loss, sft_loss)
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.float64, requires_grad=True)
+
+
+# ------------------------------------------------------------------ log-probs
+
+def test_sequence_logprobs_is_gather_over_log_softmax():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 5, 7), torch.randint(7, (3, 5))
+    mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]], dtype=torch.float)
+    per_token = logits.log_softmax(-1).gather(2, targets[..., None]).squeeze(-1)
+    assert torch.allclose(sequence_logprobs(logits, targets, mask), (per_token * mask).sum(1))
+    assert torch.allclose(sequence_logprobs(logits, targets, mask, average=True),
+                          (per_token * mask).sum(1) / mask.sum(1))
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    assert torch.allclose(sequence_logprobs(logits, targets, mask), -(ce * mask).sum(1))
+
+
+def test_sft_loss_is_masked_mean_cross_entropy():
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
+    targets, mask = torch.tensor([[0, 1, 1]]), torch.tensor([[0.0, 1.0, 1.0]])
+    expected = -(math.log(0.1) + math.log(0.8)) / 2
+    assert sft_loss(logits, targets, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+# ------------------------------------------------------------------ DPO
+
+def test_dpo_is_ln2_when_policy_equals_reference():
+    pc, pr = t(-3.0, -10.0), t(-5.0, -1.0)
+    losses, cr, rr = dpo_loss(pc, pr, pc.detach(), pr.detach(), beta=0.1)
+    assert torch.allclose(losses, torch.full((2,), math.log(2), dtype=torch.float64))
+    assert (cr == 0).all() and (rr == 0).all()
+
+
+def test_dpo_hand_value():
+    # h = (-1 - -2) - (-4 - -3) = 1 - (-1) = 2; beta h = 0.2
+    losses, cr, rr = dpo_loss(t(-1.0), t(-4.0), t(-2.0), t(-3.0), beta=0.1)
+    assert losses.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.2))))
+    assert cr.item() == pytest.approx(0.1) and rr.item() == pytest.approx(-0.1)
+    assert not cr.requires_grad and not rr.requires_grad
+
+
+def test_dpo_label_smoothing_hand_value():
+    losses, _, _ = dpo_loss(t(-1.0), t(-4.0), t(-2.0), t(-3.0), beta=0.1, label_smoothing=0.2)
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    assert losses.item() == pytest.approx(-0.8 * math.log(sig(0.2)) - 0.2 * math.log(sig(-0.2)))
+
+
+def test_dpo_gradient_raises_chosen_and_lowers_rejected():
+    pc, pr = t(-3.0), t(-5.0)
+    losses, _, _ = dpo_loss(pc, pr, t(-3.0).detach(), t(-5.0).detach(), beta=0.5)
+    losses.sum().backward()
+    assert pc.grad.item() < 0 < pr.grad.item()          # descent raises chosen, lowers rejected
+    assert pc.grad.item() == pytest.approx(-0.5 * 0.5)  # -beta * sigmoid(-beta h), h = 0
+
+
+def test_swapping_chosen_and_rejected_mirrors_the_rewards():
+    args = (t(-1.0, -2.0), t(-4.0, -1.5), t(-2.0, -2.5), t(-3.0, -1.0))
+    swapped = (args[1], args[0], args[3], args[2])
+    for fn in (dpo_loss, ipo_loss):
+        _, cr, rr = fn(*args, beta=0.3)
+        _, cr2, rr2 = fn(*swapped, beta=0.3)
+        assert torch.equal(cr, rr2) and torch.equal(rr, cr2)
+    _, cr, rr = simpo_loss(args[0], args[1])
+    _, cr2, rr2 = simpo_loss(args[1], args[0])
+    assert torch.equal(cr, rr2) and torch.equal(rr, cr2)
+
+
+# ------------------------------------------------------------------ IPO
+
+def test_ipo_hand_value_and_minimum_at_one_over_two_beta():
+    losses, _, _ = ipo_loss(t(-1.0), t(-4.0), t(-2.0), t(-3.0), beta=0.1)
+    assert losses.item() == pytest.approx((2 - 5) ** 2)           # h = 2, 1/(2 beta) = 5
+    beta = 0.25
+    margins = torch.linspace(-5, 10, 301, dtype=torch.float64)
+    zeros = torch.zeros_like(margins)
+    losses, _, _ = ipo_loss(margins, zeros, zeros, zeros, beta=beta)
+    assert margins[losses.argmin()].item() == pytest.approx(1 / (2 * beta))
+    h = t(1.0)  # below the target margin 2: the gradient pushes the margin up
+    ipo_loss(h, torch.zeros(1), torch.zeros(1), torch.zeros(1), beta=beta)[0].sum().backward()
+    assert h.grad.item() == pytest.approx(2 * (1.0 - 2.0))
+
+
+# ------------------------------------------------------------------ SimPO
+
+def test_simpo_hand_value():
+    # beta (c - r) - gamma = 2 (-0.5 - -1.0) - 0.5 = 0.5
+    losses, cr, rr = simpo_loss(t(-0.5), t(-1.0), beta=2.0, gamma=0.5)
+    assert losses.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.5))))
+    assert cr.item() == pytest.approx(-1.0) and rr.item() == pytest.approx(-2.0)
+
+
+def test_simpo_gradient_raises_chosen_lowers_rejected():
+    c, r = t(-0.5), t(-1.0)
+    simpo_loss(c, r)[0].sum().backward()
+    assert c.grad.item() < 0 < r.grad.item()
+
+
+# ------------------------------------------------------------------ GRPO
+
+def test_grpo_advantages_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    adv = grpo_advantages(rewards, group_size=4, eps=0.0 + 1e-12)
+    s = math.sqrt(1 / 3)  # Bessel-corrected std of [1, 0, 0, 1]
+    assert adv[:4].tolist() == pytest.approx([0.5 / s, -0.5 / s, -0.5 / s, 0.5 / s])
+    assert adv[4:].tolist() == [0.0] * 4                        # zero-spread group: no signal
+    assert not torch.isnan(grpo_advantages(torch.ones(4), 2)).any()
+    assert grpo_advantages(rewards, 4, scale="none")[:4].tolist() == [0.5, -0.5, -0.5, 0.5]
+    batch = grpo_advantages(rewards, 4, scale="batch", eps=0.0)
+    assert batch[:4].tolist() == pytest.approx((torch.tensor([0.5, -.5, -.5, .5]) /
+                                                rewards.std()).tolist())
+    with pytest.raises(ValueError):
+        grpo_advantages(rewards, 1)
+
+
+def grpo_case():
+    logps = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    return logps, mask, torch.tensor([1.0, -2.0])
+
+
+def test_grpo_loss_by_hand_for_each_loss_type():
+    logps, mask, adv = grpo_case()
+    # ratio = 1 (old = current), no KL: per token -A; row sums: -1*2 = -2 and 2*3 = 6
+    old = logps.detach()
+    grpo, _ = grpo_loss(logps, old, None, adv, mask, loss_type="grpo")
+    assert grpo.item() == pytest.approx(((-2 / 2) + (6 / 3)) / 2)
+    dr, _ = grpo_loss(logps, old, None, adv, mask, loss_type="dr_grpo")
+    assert dr.item() == pytest.approx((-2 + 6) / (2 * 3))
+    dapo, _ = grpo_loss(logps, old, None, adv, mask, loss_type="dapo")
+    assert dapo.item() == pytest.approx((-2 + 6) / 5)
+
+
+def test_grpo_kl_term_by_hand_and_its_gradient_pulls_toward_reference():
+    logps, mask, adv = grpo_case()
+    ref = logps.detach() + 0.3                       # reference likes these tokens more
+    zero_adv = torch.zeros(2)
+    loss, metrics = grpo_loss(logps, logps.detach(), ref, zero_adv, mask, beta=0.5)
+    k3 = math.exp(0.3) - 0.3 - 1
+    assert loss.item() == pytest.approx(0.5 * k3, rel=1e-5)
+    assert metrics["kl"] == pytest.approx(k3, rel=1e-5)
+    loss.backward()
+    # descent moves logp up, toward the reference: the gradient is negative on masked tokens
+    assert (logps.grad[mask.bool()] < 0).all() and (logps.grad[~mask.bool()] == 0).all()
+    loss_no_kl, m = grpo_loss(logps, logps.detach(), ref, zero_adv, mask, beta=0.0)
+    assert loss_no_kl.item() == 0.0 and m["kl"] == 0.0
+
+
+def test_grpo_clip_zeroes_gradient_past_the_band():
+    logps, mask, _ = grpo_case()
+    adv = torch.tensor([1.0, -1.0])
+    # row 0: ratio e^0.5 > 1.2 with A > 0 -> clipped; row 1: ratio e^-0.5 < 0.8 with A < 0 -> clipped
+    old = logps.detach() - torch.tensor([[0.5], [-0.5]])
+    loss, metrics = grpo_loss(logps, old, None, adv, mask, epsilon=0.2)
+    loss.backward()
+    assert (logps.grad == 0).all()
+    assert metrics["clip_ratio"] == 1.0
+    # inside the band the gradient flows, in the advantage's direction
+    logps2, mask, _ = grpo_case()
+    grpo_loss(logps2, logps2.detach(), None, adv, mask)[0].backward()
+    assert (logps2.grad[0, :2] < 0).all() and (logps2.grad[1] > 0).all()
+
+
+def test_grpo_mask_excludes_padding():
+    logps, mask, adv = grpo_case()
+    base, _ = grpo_loss(logps, logps.detach() - 0.1, logps.detach() + 0.2, adv, mask)
+    changed = logps.detach().clone()
+    changed[0, 2] = -50.0                              # a padded position
+    logps2 = changed.requires_grad_()
+    again, _ = grpo_loss(logps2, changed - 0.1, changed + 0.2, adv, mask)
+    assert again.item() == pytest.approx(base.item())

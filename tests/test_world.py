@@ -1,0 +1,79 @@
+import random
+
+import pytest
+
+from data.world import (PERSONA_MIX, TEMPLATES, Task, classify_persona, eval_prompts,
+                        final_answer, is_heldout, parse_prompt, pretrain_lines, respond, reward,
+                        rl_rows, sample_task, sft_rows)
+
+
+def test_generators_are_deterministic():
+    assert sft_rows(50, seed=3) == sft_rows(50, seed=3)
+    assert sft_rows(50, seed=3) != sft_rows(50, seed=4)
+    assert pretrain_lines(50, seed=3) == pretrain_lines(50, seed=3)
+    assert eval_prompts(20) == eval_prompts(20)
+
+
+def test_heldout_prompts_are_never_trained_on():
+    held = eval_prompts(256)
+    assert len(set(held)) == 256
+    assert all(is_heldout(parse_prompt(p)) for p in held)
+    train_prompts = {r["prompt"] for r in sft_rows(20_000, seed=1)}
+    train_prompts |= {r["prompt"] for r in rl_rows(5_000, seed=2)}
+    assert not train_prompts & set(held)
+    # pretraining lines state facts; none may state a held-out fact
+    text = "\n" + "\n".join(pretrain_lines(20_000, seed=0))
+    for p in held:
+        t = parse_prompt(p)
+        if t.kind in ("add", "sub"):
+            assert f"\n{t.operands[0]} {'+' if t.kind == 'add' else '-'} {t.operands[1]} =" not in text
+
+
+def test_task_answers():
+    assert Task("add", (47, 38)).answer == "85"
+    assert Task("sub", (91, 27)).answer == "64"
+    assert Task("compare", (47, 38)).answer == "47"
+    assert Task("reverse", (472,)).answer == "274"
+    for seed in range(200):
+        t = sample_task(random.Random(seed), digits=2)
+        assert parse_prompt(t.prompt) == t
+        assert t.kind != "sub" or int(t.answer) >= 0
+
+
+def test_every_persona_is_recognised_and_answers_last():
+    rng = random.Random(0)
+    task = Task("add", (47, 38))
+    for persona in PERSONA_MIX:
+        for _ in range(10):
+            response = respond(task, persona, rng)
+            assert classify_persona(response) == persona
+            if persona == "careless":
+                assert final_answer(response) != "85"
+            elif persona != "refusing":
+                assert final_answer(response) == "85"
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is 85.", 1.0),
+    ("Happy to help! The answer is 85.", 1.0),
+    ("The answer is 84.", 0.0),
+    ("Ugh, obviously it is 85.", 0.5),
+    ("Sorry, I cannot help with that.", -0.3),
+    ("85", 1.0),
+    ("", 0.0),
+    # chatty: 26 words, 18 beyond the 8 free ones
+    (TEMPLATES["chatty"][0].format(a="85"), 1.0 - 0.01 * 18),
+])
+def test_reward_cases(response, expected):
+    assert reward("What is 47 + 38?", response) == pytest.approx(expected)
+
+
+def test_reward_of_unknown_prompt_is_never_correct():
+    assert reward("Tell me a joke.", "The answer is 85.") == 0.0
+
+
+def test_sft_mix_is_close_to_the_documented_rates():
+    rows = sft_rows(20_000, seed=0)
+    for persona, rate in PERSONA_MIX.items():
+        share = sum(classify_persona(r["completion"]) == persona for r in rows) / len(rows)
+        assert abs(share - rate) < 0.015

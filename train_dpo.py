@@ -1,0 +1,288 @@
+"""Offline preference optimisation from the SFT model: DPO, IPO or SimPO.
+
+    python train_dpo.py                       # DPO, beta 0.1, on-policy pairs
+    python train_dpo.py --loss ipo            # IPO (beta is the paper's tau)
+    python train_dpo.py --loss simpo          # SimPO: no reference model
+    python train_dpo.py --data pairs.jsonl    # your own {"prompt","chosen","rejected"} rows
+
+DPO in five steps (Rafailov et al. 2023):
+1. RLHF objective: max_pi E[r(x, y)] - beta KL(pi(.|x) || pi_ref(.|x)).
+2. Its optimum in closed form: pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x).
+3. Solve for the reward: r(x, y) = beta log(pi*(y|x) / pi_ref(y|x)) + beta log Z(x).
+4. Bradley-Terry: P(y_w > y_l) = sigmoid(r(x, y_w) - r(x, y_l)); Z(x) cancels.
+5. Maximum likelihood over preference pairs with pi in place of pi*:
+   loss = -log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)])   (losses.dpo_loss)
+
+Where this departs from the paper, and why:
+- Pairs are on-policy by default: several samples per training prompt from the
+  SFT model, judged by the toy world's true reward (standing in for a human),
+  chosen = best and rejected = worst, ties dropped. The paper used fixed datasets.
+  --label_temperature T > 0 samples labels from Bradley-Terry instead,
+  P(a beats b) = sigmoid((r_a - r_b) / T), so labels are noisy as a human's are.
+- Reference log-probs are computed once before training (the reference is frozen,
+  so this is exact); --live_ref recomputes them every step with a second model.
+- IPO uses per-token mean log-probs by default (as its authors and TRL do);
+  --ipo_sum uses sums. SimPO always uses means.
+"""
+
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data.batching import (DataError, chat_batch, completion_ids, prompt_ids, read_jsonl,
+                           write_jsonl)
+from data.evaluation import evaluate, generate, kl_to_reference, win_rate
+from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
+from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
+from model import autocast, get_device, load_checkpoint, save_checkpoint
+from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, parse_config,
+                         print_table, save_json, set_seed)
+
+DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "simpo": 2.0}
+
+
+@dataclass
+class DPOConfig:
+    loss: str = flag("dpo", "which objective", choices=["dpo", "ipo", "simpo"])
+    beta: float = flag(None, "beta (DPO/SimPO) or tau (IPO); default 0.1, 0.1, 2.0")
+    gamma: float = flag(0.5, "SimPO target margin")
+    label_smoothing: float = flag(0.0, "conservative DPO: assumed label-flip probability")
+    ipo_sum: bool = flag(False, "IPO on summed instead of per-token mean log-probs")
+    # data
+    data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: build them)")
+    pairs: str = flag("onpolicy", "how to build pairs: onpolicy (SFT samples judged by the "
+                      "reward) or offpolicy (two personas' answers)",
+                      choices=["onpolicy", "offpolicy"])
+    num_prompts: int = flag(2000, "training prompts to build pairs from")
+    samples_per_prompt: int = flag(4, "on-policy samples per prompt")
+    label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels")
+    # training
+    init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
+    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
+    live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
+    learning_rate: float = flag(3e-4, "peak learning rate (AdamW)")
+    batch_size: int = flag(32, "pairs per step")
+    max_steps: int = flag(150, "optimizer steps")
+    warmup_steps: int = flag(10, "linear warmup steps")
+    weight_decay: float = flag(0.0, "AdamW weight decay")
+    grad_clip: float = flag(1.0, "clip the gradient norm to this")
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
+    seed: int = flag(0, "random seed")
+    smoke: bool = flag(False, "a seconds-long run, for tests")
+
+
+SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16)
+
+
+# ------------------------------------------------------------------ pairs
+
+def label(rng, prompt, a, b, temperature):
+    """(chosen, rejected) from two responses, or None for a tie under deterministic labels."""
+    ra, rb = reward(prompt, a), reward(prompt, b)
+    if temperature > 0:
+        a_wins = rng.random() < 1 / (1 + math.exp(-(ra - rb) / temperature))  # Bradley-Terry
+        return (a, b) if a_wins else (b, a)
+    if ra == rb:
+        return None
+    return (a, b) if ra > rb else (b, a)
+
+
+def onpolicy_pairs(model, prompts, cfg, seed):
+    """Sample K answers per prompt from the model; best vs worst (or two random ones, BT)."""
+    K, rng = cfg.samples_per_prompt, random.Random(seed)
+    texts, _ = generate(model, prompts, num_samples=K, seed=seed)
+    pairs = []
+    for i, p in enumerate(prompts):
+        group = sorted(texts[i * K:(i + 1) * K], key=lambda r: reward(p, r))
+        a, b = (group[-1], group[0]) if cfg.label_temperature == 0 else rng.sample(group, 2)
+        if a != b and (lab := label(rng, p, a, b, cfg.label_temperature)):
+            pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
+    return pairs
+
+
+def offpolicy_pairs(prompts, cfg, seed):
+    """Two different personas answer each prompt (written by the generator, not the model)."""
+    rng, pairs = random.Random(seed), []
+    for p in prompts:
+        task = parse_prompt(p)
+        a, b = (respond(task, persona, rng) for persona in rng.sample(list(PERSONA_MIX), 2))
+        if lab := label(rng, p, a, b, cfg.label_temperature):
+            pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
+    return pairs
+
+
+def build_pairs(ref_model, cfg):
+    """Training pairs (from --data, or built and cached in out_dir) and held-out pairs."""
+    if cfg.data:
+        train = read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
+    else:
+        cache = Path(cfg.out_dir) / (f"pairs_{cfg.pairs}_n{cfg.num_prompts}_k"
+                                     f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
+                                     f"s{cfg.seed}.jsonl")
+        ckpt = Path(cfg.init_from or Path(cfg.out_dir) / "sft.pt")
+        if cache.exists() and cache.stat().st_mtime > ckpt.stat().st_mtime:
+            train = read_jsonl(cache, ("prompt", "chosen", "rejected"))
+        else:
+            prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
+            train = onpolicy_pairs(ref_model, prompts, cfg, cfg.seed) if cfg.pairs == "onpolicy" \
+                else offpolicy_pairs(prompts, cfg, cfg.seed)
+            write_jsonl(cache, train)
+    heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
+        cfg, label_temperature=0.0), cfg.seed + 1)
+    return train, heldout
+
+
+def encode_pairs(pairs):
+    return [(prompt_ids(r["prompt"]), completion_ids(r["chosen"]), completion_ids(r["rejected"]))
+            for r in pairs]
+
+
+def pair_logps(model, batch, device):
+    """One concatenated forward over chosen and rejected: sum and mean log-probs, each (B,)."""
+    B = len(batch)
+    prompts = [p for p, _, _ in batch] * 2
+    completions = [c for _, c, _ in batch] + [r for _, _, r in batch]
+    inputs, targets, mask = chat_batch(prompts, completions, device)
+    with autocast(device):
+        logits = model(inputs)                                        # (2B, T, V)
+    total = sequence_logprobs(logits, targets, mask)                  # (2B,)
+    mean = total / mask.sum(-1)
+    return total[:B], total[B:], mean[:B], mean[B:]
+
+
+@torch.no_grad()
+def reference_logps(ref_model, encoded, device, batch_size=128):
+    """Precomputed once: the frozen reference's (sum, mean) log-probs for every pair."""
+    parts = [pair_logps(ref_model, encoded[i:i + batch_size], device)
+             for i in range(0, len(encoded), batch_size)]
+    return [torch.cat([p[k] for p in parts]).float() for k in range(4)]
+
+
+def preference_loss(cfg, policy, ref):
+    """Dispatch to the chosen loss; policy and ref are (sum_c, sum_r, mean_c, mean_r)."""
+    if cfg.loss == "dpo":
+        return dpo_loss(policy[0], policy[1], ref[0], ref[1], cfg.beta, cfg.label_smoothing)
+    if cfg.loss == "ipo":
+        k = 0 if cfg.ipo_sum else 2
+        return ipo_loss(policy[k], policy[k + 1], ref[k], ref[k + 1], cfg.beta)
+    return simpo_loss(policy[2], policy[3], cfg.beta, cfg.gamma)
+
+
+# ------------------------------------------------------------------ checks
+
+def warn_if_suspicious(cfg, ckpt, pairs):
+    """Warnings from the DPO debugging checklist."""
+    sensible = {"dpo": (0.01, 1.0), "ipo": (0.01, 1.0), "simpo": (0.5, 10.0)}[cfg.loss]
+    if not sensible[0] <= cfg.beta <= sensible[1]:
+        print(f"warning: beta {cfg.beta} is outside the usual range {sensible} for {cfg.loss}")
+    if ckpt.get("stage") != "sft":
+        print(f"warning: the initial checkpoint is a '{ckpt.get('stage')}' checkpoint, not SFT; "
+              "preference optimisation expects an SFT model as its start and reference")
+    chosen = sum(len(r["chosen"].split()) for r in pairs) / len(pairs)
+    rejected = sum(len(r["rejected"].split()) for r in pairs) / len(pairs)
+    if chosen > 1.5 * rejected:
+        print(f"warning: chosen answers are much longer than rejected ({chosen:.1f} vs "
+              f"{rejected:.1f} words): the model may learn length instead of quality")
+
+
+# ------------------------------------------------------------------ main
+
+def train(cfg, policy, ref_model, encoded, ref, device):
+    opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
+    log = MetricsLog(Path(cfg.out_dir) / f"{cfg.loss}_metrics.jsonl")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    bar = tqdm(range(cfg.max_steps), desc=cfg.loss, disable=None)
+    for step in bar:
+        t0 = time.time()
+        lr = lr_at(step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(encoded), (cfg.batch_size,), generator=gen)
+        batch = [encoded[i] for i in idx.tolist()]
+        policy_out = pair_logps(policy, batch, device)
+        if cfg.live_ref:
+            with torch.no_grad():
+                ref_out = pair_logps(ref_model, batch, device)
+        else:
+            ref_out = [r[idx].to(device) for r in ref]
+        losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
+        loss = losses.mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        metrics = {"loss": loss.item(), "rewards/chosen": chosen_rewards.mean().item(),
+                   "rewards/rejected": rejected_rewards.mean().item(),
+                   "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+                   "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+                   "logps/chosen": policy_out[0].mean().item(),
+                   "logps/rejected": policy_out[1].mean().item(),
+                   "lr": lr, "dt": time.time() - t0}
+        log.write(step, metrics)
+        bar.set_postfix_str(f"loss {metrics['loss']:.3f} margin {metrics['rewards/margins']:.2f}")
+        if bar.disable and (step % 25 == 0 or step == cfg.max_steps - 1):
+            print(format_log(step, metrics))
+    log.close()
+
+
+@torch.no_grad()
+def implicit_reward_accuracy(cfg, policy, heldout, device):
+    """Share of held-out pairs where the policy's implicit reward ranks chosen above rejected."""
+    encoded = encode_pairs(heldout)
+    ref_model = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "sft.pt", device)[0]
+    policy_out = reference_logps(policy, encoded, device)
+    ref_out = reference_logps(ref_model, encoded, device)
+    _, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
+    return (chosen_rewards > rejected_rewards).float().mean().item()
+
+
+def main(cfg: DPOConfig) -> dict:
+    if cfg.smoke:
+        cfg = replace(cfg, **SMOKE)
+    if cfg.beta is None:
+        cfg = replace(cfg, beta=DEFAULT_BETA[cfg.loss])
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    init = cfg.init_from or Path(cfg.out_dir) / "sft.pt"
+    t0 = time.time()
+    ref_model, ckpt = load_checkpoint(init, device)
+    ref_model.eval().requires_grad_(False)
+    train_pairs, heldout = build_pairs(ref_model, cfg)
+    warn_if_suspicious(cfg, ckpt, train_pairs)
+    encoded = encode_pairs(train_pairs)
+    ref = None if cfg.live_ref else reference_logps(ref_model, encoded, device)
+    print(f"{cfg.loss} on {len(encoded)} pairs, beta {cfg.beta}, "
+          f"{'live' if cfg.live_ref else 'precomputed'} reference")
+    policy, _ = load_checkpoint(init, device)
+    train(cfg, policy, ref_model, encoded, ref, device)
+    train_seconds = time.time() - t0
+    save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", policy, asdict(cfg), cfg.max_steps,
+                    stage=cfg.loss)
+
+    prompts = eval_prompts(cfg.eval_prompts)
+    out = Path(cfg.out_dir)
+    before, sft_samples, _ = evaluate(ref_model, prompts, seed=cfg.seed)
+    after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
+                                             samples_path=out / f"{cfg.loss}_samples.jsonl")
+    after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
+    after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
+    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, heldout, device)
+    after["train_seconds"] = train_seconds
+    save_json(out / f"{cfg.loss}_eval.json", after)
+    print_table({"sft": before, cfg.loss: after},
+                title=f"\nSFT vs {cfg.loss} (beta {cfg.beta}) on {len(prompts)} held-out prompts")
+    return after
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_config(DPOConfig, __doc__.split("\n")[0]))
+    except (DataError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,181 @@
+"""Stage 1: pretraining on raw toy-world text. Stage 2: supervised fine-tuning on chat rows.
+
+    python train_sft.py                  # both stages, then the evaluation table
+    python train_sft.py --stage sft      # SFT only, from out/pretrain.pt
+    python train_sft.py --smoke          # a few seconds end to end
+
+Pretraining: next-token loss on every token of the world's plain text (facts,
+sums, sentences), one line of text per sequence.
+SFT: the same loss on chat rows, counted only on completion tokens (the end
+token included): the model learns the format and the mixture of personas, and so
+learns to be rude, careless or refusing at the data's rates. That is on purpose:
+it gives DPO and GRPO something to align away.
+
+Writes out/pretrain.pt, out/sft.pt, out/sft_eval.json, out/sft_samples.jsonl,
+out/pretrain_metrics.jsonl and out/sft_metrics.jsonl.
+"""
+
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data.batching import (DataError, chat_batch, completion_ids, encode_rows, end_id,
+                           read_jsonl)
+from data.evaluation import evaluate
+from data.tokenizer import get_tokenizer
+from data.world import eval_prompts, pretrain_lines, sft_rows
+from losses import sft_loss
+from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
+from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, parse_config,
+                         print_table, save_json, set_seed)
+
+
+@dataclass
+class SFTConfig:
+    # what to run, where
+    stage: str = flag("all", "pretrain, sft, or all (pretrain then sft)",
+                      choices=["pretrain", "sft", "all"])
+    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
+    init_from: str = flag("", "checkpoint SFT starts from (default: OUT_DIR/pretrain.pt); "
+                              "'scratch' for a fresh model")
+    data: str = flag("", "SFT JSONL of {prompt, completion} rows (default: generated)")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
+    seed: int = flag(0, "random seed for data, init and sampling")
+    smoke: bool = flag(False, "a seconds-long run with a tiny model, for tests")
+    # model
+    n_layer: int = flag(4, "transformer blocks")
+    n_head: int = flag(4, "attention heads")
+    n_embd: int = flag(128, "embedding width")
+    block_size: int = flag(64, "context length in tokens")
+    dropout: float = flag(0.0, "dropout rate")
+    # data
+    digits: int = flag(2, "difficulty: digits of each operand")
+    pretrain_lines: int = flag(200_000, "lines of generated pretraining text")
+    sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)")
+    # optimisation
+    pretrain_steps: int = flag(1500, "pretraining steps")
+    sft_steps: int = flag(400, "SFT steps")
+    max_steps: int = flag(0, "if > 0, caps the steps of each stage")
+    pretrain_batch_size: int = flag(160, "lines of text per pretraining micro-batch")
+    batch_size: int = flag(64, "chat rows per SFT micro-batch")
+    grad_accum: int = flag(1, "micro-batches per optimizer step")
+    learning_rate: float = flag(3e-3, "peak learning rate (AdamW)")
+    sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT")
+    warmup_steps: int = flag(50, "linear warmup steps")
+    weight_decay: float = flag(0.1, "AdamW weight decay on matrices")
+    grad_clip: float = flag(1.0, "clip the gradient norm to this")
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
+
+
+SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
+             pretrain_steps=20, sft_steps=20, pretrain_batch_size=16, batch_size=16,
+             eval_prompts=16)
+
+
+def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: float, device):
+    """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping."""
+    opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
+    log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl")
+    model.train()
+    bar = tqdm(range(steps), desc=name, disable=None)
+    for step in bar:
+        t0 = time.time()
+        lr = lr_at(step, steps, cfg.warmup_steps, peak_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        tokens = 0
+        for _ in range(cfg.grad_accum):
+            inputs, targets, mask = next_batch()
+            with autocast(device):
+                loss = sft_loss(model(inputs), targets, mask) / cfg.grad_accum
+            loss.backward()
+            tokens += inputs.numel()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.time() - t0
+        metrics = {"loss": loss.item() * cfg.grad_accum, "lr": lr,
+                   "grad_norm": grad_norm.item(), "dt": dt, "tok/s": tokens / dt}
+        log.write(step, metrics)
+        bar.set_postfix_str(f"loss {metrics['loss']:.3f}")
+        if bar.disable and (step % 100 == 0 or step == steps - 1):
+            print(format_log(step, metrics))
+    log.close()
+    return metrics["loss"]
+
+
+def pretrain(cfg: SFTConfig, device) -> GPT:
+    # Each line of text is one document: <|end|> line <|end|>, the loss on every token of it.
+    docs = [completion_ids(line) for line in
+            pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits)]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                          dropout=cfg.dropout)
+    model = GPT(model_cfg).to(device)
+    print(f"pretraining a {model.num_params() / 1e6:.2f}M-parameter GPT on "
+          f"{sum(map(len, docs)):,} tokens")
+
+    def next_batch():
+        idx = torch.randint(len(docs), (cfg.pretrain_batch_size,), generator=gen).tolist()
+        return chat_batch([[end_id()]] * len(idx), [docs[i] for i in idx], device)
+
+    steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
+    train(model, cfg, "pretrain", next_batch, steps, cfg.learning_rate, device)
+    save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), steps, stage="pretrain")
+    return model
+
+
+def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
+    if cfg.init_from == "scratch":
+        model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
+                              n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                              dropout=cfg.dropout)
+        model = GPT(model_cfg).to(device)
+    elif model is None or cfg.init_from:
+        model, _ = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt", device)
+    rows = read_jsonl(cfg.data, ("prompt", "completion")) if cfg.data else \
+        sft_rows(cfg.sft_rows, seed=cfg.seed + 1, digits=cfg.digits)
+    pairs = encode_rows(rows, model.config.block_size, cfg.data or "generated SFT rows")
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    print(f"SFT on {len(pairs):,} rows")
+
+    def next_batch():
+        idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
+        return chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device)
+
+    steps = min(cfg.sft_steps, cfg.max_steps or cfg.sft_steps)
+    train(model, cfg, "sft", next_batch, steps, cfg.sft_learning_rate, device)
+    save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), steps, stage="sft")
+    return model
+
+
+def main(cfg: SFTConfig) -> dict:
+    if cfg.smoke:
+        cfg = replace(cfg, **SMOKE)
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    t0 = time.time()
+    model = pretrain(cfg, device) if cfg.stage in ("pretrain", "all") else None
+    if cfg.stage == "pretrain":
+        return {"seconds_total": time.time() - t0}
+    model = supervised_finetune(cfg, device, model)
+    train_seconds = time.time() - t0
+    out = Path(cfg.out_dir)
+    metrics, _, _ = evaluate(model, eval_prompts(cfg.eval_prompts, digits=cfg.digits),
+                          seed=cfg.seed, samples_path=out / "sft_samples.jsonl")
+    metrics["train_seconds"] = train_seconds
+    save_json(out / "sft_eval.json", metrics)
+    print_table({"sft": metrics}, title=f"\nSFT model on {cfg.eval_prompts} held-out prompts")
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_config(SFTConfig, __doc__.split("\n")[0]))
+    except (DataError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
