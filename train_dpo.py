@@ -78,7 +78,9 @@ class DPOConfig:
     smoke: bool = flag(False, "a seconds-long run, for tests")
 
 
-SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16)
+# Smoke pairs come from the persona generator: an untrained smoke model's samples are
+# byte soup that re-encodes longer than the context.
+SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16, pairs="offpolicy")
 
 
 # ------------------------------------------------------------------ pairs
@@ -139,9 +141,17 @@ def build_pairs(ref_model, cfg):
     return train, heldout
 
 
-def encode_pairs(pairs):
-    return [(prompt_ids(r["prompt"]), completion_ids(r["chosen"]), completion_ids(r["rejected"]))
-            for r in pairs]
+def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
+    """(prompt, chosen, rejected) token ids; pairs too long for the context are dropped."""
+    encoded = [(prompt_ids(r["prompt"]), completion_ids(r["chosen"]),
+                completion_ids(r["rejected"])) for r in pairs]
+    kept = [e for e in encoded if len(e[0]) + max(len(e[1]), len(e[2])) <= block_size + 1]
+    if len(kept) < len(encoded):
+        print(f"note: {source}: dropped {len(encoded) - len(kept)} of {len(encoded)} pairs "
+              f"longer than block_size {block_size} + 1 tokens")
+    if not kept and required:
+        raise DataError(f"{source}: no pairs fit in block_size {block_size}")
+    return kept
 
 
 def pair_logps(model, batch, device):
@@ -235,7 +245,9 @@ def train(cfg, policy, ref_model, encoded, ref, device):
 @torch.no_grad()
 def implicit_reward_accuracy(cfg, policy, heldout, device):
     """Share of held-out pairs where the policy's implicit reward ranks chosen above rejected."""
-    encoded = encode_pairs(heldout)
+    encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
+    if not encoded:
+        return float("nan")
     ref_model = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "sft.pt", device)[0]
     policy_out = reference_logps(policy, encoded, device)
     ref_out = reference_logps(ref_model, encoded, device)
@@ -256,7 +268,7 @@ def main(cfg: DPOConfig) -> dict:
     ref_model.eval().requires_grad_(False)
     train_pairs, heldout = build_pairs(ref_model, cfg)
     warn_if_suspicious(cfg, ckpt, train_pairs)
-    encoded = encode_pairs(train_pairs)
+    encoded = encode_pairs(train_pairs, ref_model.config.block_size, cfg.data or "pairs")
     ref = None if cfg.live_ref else reference_logps(ref_model, encoded, device)
     print(f"{cfg.loss} on {len(encoded)} pairs, beta {cfg.beta}, "
           f"{'live' if cfg.live_ref else 'precomputed'} reference")

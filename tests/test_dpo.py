@@ -1,0 +1,70 @@
+import torch
+
+from data.world import eval_prompts, reward
+from losses import dpo_loss
+from model import GPT, GPTConfig
+from data.tokenizer import get_tokenizer
+from train_dpo import (DPOConfig, encode_pairs, label, offpolicy_pairs, pair_logps,
+                       preference_loss, reference_logps)
+from data.batching import chat_batch
+from losses import sequence_logprobs
+
+PAIRS = offpolicy_pairs(eval_prompts(12), DPOConfig(), seed=0)
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=64, n_layer=1,
+                         n_head=2, n_embd=32))
+
+
+def test_offpolicy_pairs_prefer_the_higher_reward():
+    assert PAIRS
+    for r in PAIRS:
+        assert reward(r["prompt"], r["chosen"]) > reward(r["prompt"], r["rejected"])
+
+
+def test_bradley_terry_labels_follow_the_reward_gap():
+    import random
+    rng = random.Random(0)
+    p, good, bad = "What is 2 + 3?", "The answer is 5.", "Not sure, maybe 6."
+    wins = sum(label(rng, p, good, bad, temperature=0.5)[0] == good for _ in range(2000))
+    assert abs(wins / 2000 - 1 / (1 + torch.exp(torch.tensor(-1 / 0.5)).item())) < 0.03
+    assert label(rng, p, good, good, temperature=0.0) is None          # ties dropped
+
+
+def test_concatenated_forward_equals_separate_forwards():
+    model, device = small_model().eval(), torch.device("cpu")
+    batch = encode_pairs(PAIRS, 64, "test")
+    pc, pr, mc, mr = pair_logps(model, batch, device)
+    for k, (p, c, r) in enumerate(batch):
+        for ids, total, mean in ((c, pc[k], mc[k]), (r, pr[k], mr[k])):
+            inputs, targets, mask = chat_batch([p], [ids])
+            alone = sequence_logprobs(model(inputs), targets, mask)
+            assert torch.allclose(alone[0], total, atol=1e-4)
+            assert torch.allclose(alone[0] / len(ids), mean, atol=1e-5)
+
+
+def test_precomputed_and_live_reference_give_the_same_loss():
+    ref, policy, device = small_model(0).eval(), small_model(1).eval(), torch.device("cpu")
+    batch = encode_pairs(PAIRS, 64, "test")
+    precomputed = reference_logps(ref, batch, device, batch_size=3)    # built in chunks
+    idx = torch.tensor([4, 0, 2])
+    sub = [batch[i] for i in idx.tolist()]
+    with torch.no_grad():
+        live = pair_logps(ref, sub, device)
+        policy_out = pair_logps(policy, sub, device)
+    for loss in ("dpo", "ipo", "simpo"):
+        cfg = DPOConfig(loss=loss, beta=0.1)
+        a = preference_loss(cfg, policy_out, [r[idx] for r in precomputed])[0]
+        b = preference_loss(cfg, policy_out, live)[0]
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_policy_equal_to_reference_gives_ln2():
+    model, device = small_model().eval(), torch.device("cpu")
+    batch = encode_pairs(PAIRS, 64, "test")
+    with torch.no_grad():
+        out = pair_logps(model, batch, device)
+    losses, _, _ = dpo_loss(*out[:2], *out[:2])
+    assert torch.allclose(losses, torch.full_like(losses, 0.6931472), atol=1e-6)
