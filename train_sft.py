@@ -5,7 +5,7 @@
     python train_sft.py --smoke          # a few seconds end to end
 
 Pretraining: next-token loss on every token of the world's plain text (facts,
-sums, sentences), one line of text per sequence.
+sums, sentences), on random windows of one long stream of that text.
 SFT: the same loss on chat rows, counted only on completion tokens (the end
 token included): the model learns the format and the mixture of personas, and so
 learns to be rude, careless or refusing at the data's rates. That is on purpose:
@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data.batching import (DataError, chat_batch, completion_ids, encode_rows, end_id,
-                           read_jsonl)
+from data.batching import (DataError, chat_batch, encode_rows, read_jsonl, stream_batch,
+                           token_stream)
 from data.evaluation import evaluate
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
@@ -58,10 +58,10 @@ class SFTConfig:
     sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)")
     # optimisation
     pretrain_steps: int = flag(1500, "pretraining steps")
-    sft_steps: int = flag(400, "SFT steps")
+    sft_steps: int = flag(600, "SFT steps")
     max_steps: int = flag(0, "if > 0, caps the steps of each stage")
-    pretrain_batch_size: int = flag(160, "lines of text per pretraining micro-batch")
-    batch_size: int = flag(64, "chat rows per SFT micro-batch")
+    pretrain_batch_size: int = flag(32, "windows of block_size tokens per pretraining micro-batch")
+    batch_size: int = flag(32, "chat rows per SFT micro-batch")
     grad_accum: int = flag(1, "micro-batches per optimizer step")
     learning_rate: float = flag(3e-3, "peak learning rate (AdamW)")
     sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT")
@@ -109,20 +109,17 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
 
 
 def pretrain(cfg: SFTConfig, device) -> GPT:
-    # Each line of text is one document: <|end|> line <|end|>, the loss on every token of it.
-    docs = [completion_ids(line) for line in
-            pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits)]
+    stream = token_stream(pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits))
     gen = torch.Generator().manual_seed(cfg.seed)
     model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
                           n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                           dropout=cfg.dropout)
     model = GPT(model_cfg).to(device)
     print(f"pretraining a {model.num_params() / 1e6:.2f}M-parameter GPT on "
-          f"{sum(map(len, docs)):,} tokens")
+          f"{len(stream):,} tokens")
 
-    def next_batch():
-        idx = torch.randint(len(docs), (cfg.pretrain_batch_size,), generator=gen).tolist()
-        return chat_batch([[end_id()]] * len(idx), [docs[i] for i in idx], device)
+    def next_batch():  # random windows of block_size tokens; every token is a target
+        return *stream_batch(stream, cfg.pretrain_batch_size, cfg.block_size, gen, device), None
 
     steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
     train(model, cfg, "pretrain", next_batch, steps, cfg.learning_rate, device)

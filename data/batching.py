@@ -107,3 +107,19 @@ def encode_rows(rows: list[dict], block_size: int, source: str = "data") -> list
     if not kept:
         raise DataError(f"{source}: every row is longer than block_size {block_size}")
     return kept
+
+
+def token_stream(lines: list[str]) -> torch.Tensor:
+    """Pretraining text as one long tensor of ids, lines separated by the end token."""
+    tok, ids = get_tokenizer(), []
+    for line in lines:
+        ids.extend(tok.encode_ordinary(line))
+        ids.append(end_id())
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def stream_batch(stream: torch.Tensor, batch_size: int, block_size: int, generator, device="cpu"):
+    """Random windows of the stream: inputs (B, T) and next-token targets (B, T)."""
+    starts = torch.randint(len(stream) - block_size - 1, (batch_size,), generator=generator)
+    windows = torch.stack([stream[s:s + block_size + 1] for s in starts.tolist()])
+    return windows[:, :-1].to(device), windows[:, 1:].to(device)

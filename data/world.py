@@ -224,10 +224,8 @@ def rl_rows(n: int, seed: int, digits: int = 2) -> list[dict]:
 
 
 def pretrain_lines(n: int, seed: int, digits: int = 2) -> list[str]:
-    """n lines of plain text about the same world: one fact per line, in a few phrasings.
-
-    Short lines on purpose: pretraining is where the arithmetic is learned, and
-    every line teaches one sum. The personas' phrases are left to SFT."""
+    """n lines of plain text about the same world: facts in a few phrasings, and
+    (one line in ten) the phrases people say, without the chat format."""
     rng = random.Random(seed)
     lines = []
     for _ in range(n):
@@ -243,5 +241,6 @@ def pretrain_lines(n: int, seed: int, digits: int = 2) -> list[str]:
             fact = f"{task.answer} is larger than {min(a, b)}."
         else:
             fact = f"The digits of {a} reversed are {task.answer}."
-        lines.append(fact)
+        # One line in ten is a sentence someone might say, so the language is learned too.
+        lines.append(respond(task, sample_persona(rng), rng) if rng.random() < 0.1 else fact)
     return lines
