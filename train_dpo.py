@@ -27,7 +27,6 @@ Where this departs from the paper, and why:
 
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -41,8 +40,8 @@ from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
 from model import autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, parse_config,
-                         print_table, save_json, set_seed)
+from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, print_table,
+                         run_cli, save_json, set_seed)
 
 DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "simpo": 2.0}
 
@@ -294,7 +293,4 @@ def main(cfg: DPOConfig) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_config(DPOConfig, __doc__.split("\n")[0]))
-    except (DataError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    run_cli(main, DPOConfig, __doc__)

@@ -15,7 +15,6 @@ Writes out/pretrain.pt, out/sft.pt, out/sft_eval.json, out/sft_samples.jsonl,
 out/pretrain_metrics.jsonl and out/sft_metrics.jsonl.
 """
 
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,8 +29,8 @@ from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, parse_config,
-                         print_table, save_json, set_seed)
+from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, print_table,
+                         run_cli, save_json, set_seed)
 
 
 @dataclass
@@ -108,13 +107,16 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
     return metrics["loss"]
 
 
+def new_model(cfg: SFTConfig, device) -> GPT:
+    return GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
+                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                         dropout=cfg.dropout)).to(device)
+
+
 def pretrain(cfg: SFTConfig, device) -> GPT:
     stream = token_stream(pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits))
     gen = torch.Generator().manual_seed(cfg.seed)
-    model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                          dropout=cfg.dropout)
-    model = GPT(model_cfg).to(device)
+    model = new_model(cfg, device)
     print(f"pretraining a {model.num_params() / 1e6:.2f}M-parameter GPT on "
           f"{len(stream):,} tokens")
 
@@ -129,10 +131,7 @@ def pretrain(cfg: SFTConfig, device) -> GPT:
 
 def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
     if cfg.init_from == "scratch":
-        model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
-                              n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                              dropout=cfg.dropout)
-        model = GPT(model_cfg).to(device)
+        model = new_model(cfg, device)
     elif model is None or cfg.init_from:
         model, _ = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt", device)
     rows = read_jsonl(cfg.data, ("prompt", "completion")) if cfg.data else \
@@ -172,7 +171,4 @@ def main(cfg: SFTConfig) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_config(SFTConfig, __doc__.split("\n")[0]))
-    except (DataError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    run_cli(main, SFTConfig, __doc__)

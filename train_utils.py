@@ -29,6 +29,15 @@ def parse_config(config_cls, description: str, argv=None):
     return config_cls(**vars(parser.parse_args(argv)))
 
 
+def run_cli(main, config_cls, doc: str) -> None:
+    """Parse flags into config_cls and call main; bad input ends in one line, not a traceback."""
+    from data.batching import DataError
+    try:
+        main(parse_config(config_cls, doc.split("\n")[0]))
+    except (DataError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
 def flag(default, help: str, **extra):
     """A config field with its --help text."""
     return dataclasses.field(default=default, metadata={"help": help, **extra})
