@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data.batching import (DataError, chat_batch, completion_ids, prompt_ids, read_jsonl,
-                           write_jsonl)
+from data.batching import chat_batch, encode_rows, read_jsonl, write_jsonl
 from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
@@ -142,15 +141,7 @@ def build_pairs(ref_model, cfg):
 
 def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
     """(prompt, chosen, rejected) token ids; pairs too long for the context are dropped."""
-    encoded = [(prompt_ids(r["prompt"]), completion_ids(r["chosen"]),
-                completion_ids(r["rejected"])) for r in pairs]
-    kept = [e for e in encoded if len(e[0]) + max(len(e[1]), len(e[2])) <= block_size + 1]
-    if len(kept) < len(encoded):
-        print(f"note: {source}: dropped {len(encoded) - len(kept)} of {len(encoded)} pairs "
-              f"longer than block_size {block_size} + 1 tokens")
-    if not kept and required:
-        raise DataError(f"{source}: no pairs fit in block_size {block_size}")
-    return kept
+    return encode_rows(pairs, ("chosen", "rejected"), block_size, source, required)
 
 
 def pair_logps(model, batch, device):
@@ -242,12 +233,11 @@ def train(cfg, policy, ref_model, encoded, ref, device):
 
 
 @torch.no_grad()
-def implicit_reward_accuracy(cfg, policy, heldout, device):
+def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device):
     """Share of held-out pairs where the policy's implicit reward ranks chosen above rejected."""
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")
-    ref_model = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "sft.pt", device)[0]
     policy_out = reference_logps(policy, encoded, device)
     ref_out = reference_logps(ref_model, encoded, device)
     _, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
@@ -284,7 +274,8 @@ def main(cfg: DPOConfig) -> dict:
                                              samples_path=out / f"{cfg.loss}_samples.jsonl")
     after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
     after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
-    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, heldout, device)
+    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, heldout,
+                                                               device)
     after["train_seconds"] = train_seconds
     save_json(out / f"{cfg.loss}_eval.json", after)
     print_table({"sft": before, cfg.loss: after},

@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data.batching import (DataError, chat_batch, encode_rows, read_jsonl, stream_batch,
-                           token_stream)
+from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
 from data.evaluation import evaluate
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
@@ -136,7 +135,8 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
         model, _ = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt", device)
     rows = read_jsonl(cfg.data, ("prompt", "completion")) if cfg.data else \
         sft_rows(cfg.sft_rows, seed=cfg.seed + 1, digits=cfg.digits)
-    pairs = encode_rows(rows, model.config.block_size, cfg.data or "generated SFT rows")
+    pairs = encode_rows(rows, ("completion",), model.config.block_size,
+                        cfg.data or "generated SFT rows")
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     print(f"SFT on {len(pairs):,} rows")
 

@@ -30,11 +30,12 @@ def parse_config(config_cls, description: str, argv=None):
 
 
 def run_cli(main, config_cls, doc: str) -> None:
-    """Parse flags into config_cls and call main; bad input ends in one line, not a traceback."""
-    from data.batching import DataError
+    """Parse flags into config_cls and call main; bad input ends in one line, not a traceback.
+
+    ValueError covers data.batching.DataError, which subclasses it."""
     try:
         main(parse_config(config_cls, doc.split("\n")[0]))
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -96,16 +96,19 @@ def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="c
     return ids[:, :-1].to(device), ids[:, 1:].to(device), mask.to(device)
 
 
-def encode_rows(rows: list[dict], block_size: int, source: str = "data") -> list[tuple]:
-    """(prompt_ids, completion_ids) for each SFT row; rows longer than block_size + 1 are
-    dropped, and a note says how many."""
-    out = [(prompt_ids(r["prompt"]), completion_ids(r["completion"])) for r in rows]
-    kept = [pc for pc in out if len(pc[0]) + len(pc[1]) <= block_size + 1]
+def encode_rows(rows: list[dict], completions: tuple[str, ...], block_size: int,
+                source: str = "data", required: bool = True) -> list[tuple]:
+    """(prompt_ids, *completion_ids) for each row: SFT rows use ("completion",), preference
+    pairs ("chosen", "rejected"). A row whose prompt plus longest completion is longer than
+    block_size + 1 tokens is dropped, and a note says how many; none left is an error
+    unless required=False."""
+    out = [(prompt_ids(r["prompt"]), *(completion_ids(r[c]) for c in completions)) for r in rows]
+    kept = [e for e in out if len(e[0]) + max(map(len, e[1:])) <= block_size + 1]
     if len(kept) < len(out):
         print(f"note: {source}: dropped {len(out) - len(kept)} of {len(out)} rows longer than "
               f"block_size {block_size} + 1 tokens")
-    if not kept:
-        raise DataError(f"{source}: every row is longer than block_size {block_size}")
+    if not kept and required:
+        raise DataError(f"{source}: every row is longer than block_size {block_size} + 1 tokens")
     return kept
 
 
