@@ -7,6 +7,11 @@
   KV cache: one prefill per prompt, then the cache is copied into G rows for a
   GRPO group. `sample_naive` recomputes the whole sequence at every step, one
   prompt at a time, and is the reference the tests hold `sample` to.
+- Positions are learned absolute embeddings (GPT-2), counted from the start of
+  each row, line or prompt. In this world every digit of a question sits at the
+  same position in every prompt, and absolute positions let attention find it
+  directly; with rotary embeddings (relative offsets only) the same model
+  learned two-digit sums several times more slowly.
 - `save_checkpoint` / `load_checkpoint`: weights, model config, training
   config and step, written atomically, read with weights_only=True.
 """
@@ -25,10 +30,10 @@ import torch.nn.functional as F
 @dataclass
 class GPTConfig:
     vocab_size: int = 512
-    block_size: int = 96      # longest sequence (prompt + completion) in tokens
-    n_layer: int = 4
+    block_size: int = 64      # longest sequence (prompt + completion) in tokens
+    n_layer: int = 3
     n_head: int = 4
-    n_embd: int = 128
+    n_embd: int = 96
     dropout: float = 0.0
 
 
@@ -47,21 +52,6 @@ class KVCache:
         self.v = self.v.repeat_interleave(g, dim=1)
 
 
-def rope_angles(positions, head_size: int, base: float = 10000.0):
-    """cos and sin of the rotary angles, (T, hs/2) or (B, 1, T, hs/2) for positions (T,) or (B, T)."""
-    inv_freq = base ** (-torch.arange(0, head_size, 2, device=positions.device) / head_size)
-    angles = positions[..., None].float() * inv_freq                      # (..., T, hs/2)
-    if angles.dim() == 3:
-        angles = angles[:, None]                                          # (B, 1, T, hs/2)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x, cos, sin):
-    """Rotate each pair (x1[i], x2[i]) of q or k by its position's angle (RoFormer, Eq. 34)."""
-    x1, x2 = x.float().chunk(2, dim=-1)                                   # (B, nh, T, hs/2)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
@@ -69,12 +59,11 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, rope, attn_mask=None, cache: KVCache | None = None):
+    def forward(self, x, attn_mask=None, cache: KVCache | None = None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)                            # (B, T, C) each
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in (q, k, v))                                   # (B, nh, T, hs)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:  # append this step's keys/values, attend over everything so far
             end = cache.length + T
             cache.k[self.layer, :, :, cache.length:end] = k
@@ -97,8 +86,8 @@ class Block(nn.Module):
                                  nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False),
                                  nn.Dropout(cfg.dropout))
 
-    def forward(self, x, rope, attn_mask=None, cache=None):
-        x = x + self.attn(self.ln1(x), rope, attn_mask, cache)
+    def forward(self, x, attn_mask=None, cache=None):
+        x = x + self.attn(self.ln1(x), attn_mask, cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -107,6 +96,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)   # learned absolute positions
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -126,20 +116,20 @@ class GPT(nn.Module):
     def forward(self, idx, positions=None, attn_mask=None, cache: KVCache | None = None):
         """idx (B, T) token ids -> logits (B, T, V) at every position.
 
-        Training passes idx alone (causal attention, positions 0..T-1). The
-        sampler passes positions (B, T), a boolean attn_mask (B, 1, T, T_keys)
-        that hides left padding, and the cache.
+        Chat rows pass idx alone (causal attention, positions 0..T-1). Packed
+        pretraining windows and the sampler pass positions (B, T) and a boolean
+        attn_mask (B, 1, T, T_keys), True where a query may attend to a key; the
+        sampler also passes the cache.
         """
         B, T = idx.shape
         if positions is None:
-            if T > self.config.block_size:
-                raise ValueError(f"sequence of {T} tokens is longer than block_size "
-                                 f"{self.config.block_size}")
             positions = torch.arange(T, device=idx.device)
-        rope = rope_angles(positions, self.config.n_embd // self.config.n_head)
-        x = self.drop(self.wte(idx))                                       # (B, T, C)
+        if positions.max() >= self.config.block_size:
+            raise ValueError(f"position {positions.max().item()} is past block_size "
+                             f"{self.config.block_size}")
+        x = self.drop(self.wte(idx) + self.wpe(positions))    # (B, T, C)
         for block in self.blocks:
-            x = block(x, rope, attn_mask, cache)
+            x = block(x, attn_mask, cache)
         if cache is not None:
             cache.length += T
         return F.linear(self.ln_f(x), self.wte.weight)                    # tied: (B, T, V)

@@ -4,8 +4,10 @@
     python train_sft.py --stage sft      # SFT only, from out/pretrain.pt
     python train_sft.py --smoke          # a few seconds end to end
 
-Pretraining: next-token loss on every token of the world's plain text (facts,
-sums, sentences), on random windows of one long stream of that text.
+Pretraining: next-token loss on every token of the world's plain text (questions
+and their answers, see data.world.pretrain_lines), whole lines packed into rows
+of block_size tokens, each line attending only to itself and counting its
+positions from its own start.
 SFT: the same loss on chat rows, counted only on completion tokens (the end
 token included): the model learns the format and the mixture of personas, and so
 learns to be rude, careless or refusing at the data's rates. That is on purpose:
@@ -45,9 +47,9 @@ class SFTConfig:
     seed: int = flag(0, "random seed for data, init and sampling")
     smoke: bool = flag(False, "a seconds-long run with a tiny model, for tests")
     # model
-    n_layer: int = flag(4, "transformer blocks")
+    n_layer: int = flag(3, "transformer blocks")
     n_head: int = flag(4, "attention heads")
-    n_embd: int = flag(128, "embedding width")
+    n_embd: int = flag(96, "embedding width")
     block_size: int = flag(64, "context length in tokens")
     dropout: float = flag(0.0, "dropout rate")
     # data
@@ -55,8 +57,8 @@ class SFTConfig:
     pretrain_lines: int = flag(200_000, "lines of generated pretraining text")
     sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)")
     # optimisation
-    pretrain_steps: int = flag(1500, "pretraining steps")
-    sft_steps: int = flag(600, "SFT steps")
+    pretrain_steps: int = flag(2000, "pretraining steps")
+    sft_steps: int = flag(1500, "SFT steps")
     max_steps: int = flag(0, "if > 0, caps the steps of each stage")
     pretrain_batch_size: int = flag(32, "windows of block_size tokens per pretraining micro-batch")
     batch_size: int = flag(32, "chat rows per SFT micro-batch")
@@ -87,9 +89,10 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
             group["lr"] = lr
         tokens = 0
         for _ in range(cfg.grad_accum):
-            inputs, targets, mask = next_batch()
+            inputs, targets, mask, positions, attn_mask = next_batch()
             with autocast(device):
-                loss = sft_loss(model(inputs), targets, mask) / cfg.grad_accum
+                logits = model(inputs, positions, attn_mask)
+                loss = sft_loss(logits, targets, mask) / cfg.grad_accum
             loss.backward()
             tokens += inputs.numel()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -113,14 +116,17 @@ def new_model(cfg: SFTConfig, device) -> GPT:
 
 
 def pretrain(cfg: SFTConfig, device) -> GPT:
-    stream = token_stream(pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits))
+    lines = pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits)
+    stream, starts = token_stream(lines)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = new_model(cfg, device)
     print(f"pretraining a {model.num_params() / 1e6:.2f}M-parameter GPT on "
-          f"{len(stream):,} tokens")
+          f"{len(lines):,} lines, {len(stream):,} tokens")
 
-    def next_batch():  # random windows of block_size tokens; every token is a target
-        return *stream_batch(stream, cfg.pretrain_batch_size, cfg.block_size, gen, device), None
+    def next_batch():  # every token is a target: loss mask None
+        inputs, targets, positions, attn_mask = stream_batch(
+            stream, starts, cfg.pretrain_batch_size, cfg.block_size, gen, device)
+        return inputs, targets, None, positions, attn_mask
 
     steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
     train(model, cfg, "pretrain", next_batch, steps, cfg.learning_rate, device)
@@ -142,7 +148,8 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
 
     def next_batch():
         idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
-        return chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device)
+        return *chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device), \
+            None, None  # rows start at position 0, plain causal attention
 
     steps = min(cfg.sft_steps, cfg.max_steps or cfg.sft_steps)
     train(model, cfg, "sft", next_batch, steps, cfg.sft_learning_rate, device)

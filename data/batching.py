@@ -62,8 +62,10 @@ def prompt_ids(prompt: str) -> list[int]:
 
 
 def completion_ids(completion: str) -> list[int]:
+    """A completion's ids, encoded as it would follow its question in running text: with
+    one leading space, so that its words are the same tokens as in the pretraining text."""
     tok = get_tokenizer()
-    return tok.encode_ordinary(completion) + [tok.encode_single_token(END)]
+    return tok.encode_ordinary(" " + completion) + [tok.encode_single_token(END)]
 
 
 def end_id() -> int:
@@ -75,7 +77,7 @@ def decode_completion(tokens: list[int]) -> str:
     eid = end_id()
     if eid in tokens:
         tokens = tokens[:tokens.index(eid)]
-    return get_tokenizer().decode(tokens)
+    return get_tokenizer().decode(tokens).removeprefix(" ")
 
 
 def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="cpu"):
@@ -112,17 +114,41 @@ def encode_rows(rows: list[dict], completions: tuple[str, ...], block_size: int,
     return kept
 
 
-def token_stream(lines: list[str]) -> torch.Tensor:
-    """Pretraining text as one long tensor of ids, lines separated by the end token."""
-    tok, ids = get_tokenizer(), []
+def token_stream(lines: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pretraining text as one long tensor of ids, and the index where each line starts.
+
+    Every line begins with the end token, which doubles as beginning-of-text (as
+    GPT-2's <|endoftext|> does): it predicts the line's first token, the line's
+    last token predicts the next end token, and the text of every line starts at
+    position 1, as a chat prompt's text does after its <|user|> token.
+    """
+    tok, eid, ids = get_tokenizer(), end_id(), []
     for line in lines:
+        ids.append(eid)
         ids.extend(tok.encode_ordinary(line))
-        ids.append(end_id())
-    return torch.tensor(ids, dtype=torch.long)
+    ids.append(eid)
+    stream = torch.tensor(ids, dtype=torch.long)
+    starts = (stream[:-1] == eid).nonzero().squeeze(1)
+    return stream, starts
 
 
-def stream_batch(stream: torch.Tensor, batch_size: int, block_size: int, generator, device="cpu"):
-    """Random windows of the stream: inputs (B, T) and next-token targets (B, T)."""
-    starts = torch.randint(len(stream) - block_size - 1, (batch_size,), generator=generator)
-    windows = torch.stack([stream[s:s + block_size + 1] for s in starts.tolist()])
-    return windows[:, :-1].to(device), windows[:, 1:].to(device)
+def stream_batch(stream, starts, batch_size: int, block_size: int, generator, device="cpu"):
+    """Windows of whole lines packed into rows, each line seeing only itself.
+
+    A window begins at a random line start and holds block_size tokens (its last
+    line may be cut). Returns inputs and next-token targets (B, T), positions (B, T)
+    counted from each line's start, and attn_mask (B, 1, T, T), True where query
+    and key are in the same line and the key is not in the future.
+    """
+    n_ok = int(torch.searchsorted(starts, len(stream) - block_size - 1, right=True))
+    begin = starts[torch.randint(n_ok, (batch_size,), generator=generator)]
+    windows = torch.stack([stream[b:b + block_size + 1] for b in begin.tolist()])
+    inputs = windows[:, :-1]                                              # (B, T)
+    cols = torch.arange(block_size).expand_as(inputs)
+    is_start = inputs == end_id()
+    line = is_start.cumsum(1)                                             # (B, T) line number
+    positions = cols - torch.where(is_start, cols, 0).cummax(1).values    # (B, T)
+    causal = torch.ones(block_size, block_size, dtype=torch.bool).tril()
+    attn_mask = (line[:, :, None] == line[:, None, :]) & causal           # (B, T, T)
+    return (inputs.to(device), windows[:, 1:].to(device), positions.to(device),
+            attn_mask[:, None].to(device))

@@ -8,8 +8,9 @@ Tasks (each has one checkable answer, written as a string):
     sub      "What is 91 - 27?"                 -> "64"    (never negative)
     compare  "Which is larger, 47 or 38?"       -> "47"
     reverse  "Reverse the digits of 472."       -> "274"
-`digits` is the difficulty knob: operands of add/sub/compare have up to `digits`
-digits, reverse uses numbers of `digits + 1` digits. Word tasks (reverse a word,
+`digits` is the difficulty knob: operands of add/sub/compare have exactly `digits`
+digits (so every operand digit sits at the same position in every prompt), and
+reverse uses numbers of `digits + 1` digits. Word tasks (reverse a word,
 count its letters) were left out on purpose: a held-out word cannot be solved by
 a model that never saw its spelling, so held-out accuracy would measure memory.
 
@@ -34,7 +35,7 @@ import zlib
 from dataclasses import dataclass
 
 TASK_MIX = {"add": 0.35, "sub": 0.25, "compare": 0.2, "reverse": 0.2}
-PRETRAIN_TASK_MIX = {"add": 0.4, "sub": 0.4, "compare": 0.1, "reverse": 0.1}  # the hard part first
+PRETRAIN_TASK_MIX = {"add": 0.3, "sub": 0.25, "compare": 0.3, "reverse": 0.15}  # the slow ones
 PERSONA_MIX = {"concise": 0.30, "friendly": 0.20, "chatty": 0.15,
                "rude": 0.10, "careless": 0.15, "refusing": 0.10}
 TEMPLATES = {
@@ -112,10 +113,10 @@ def parse_prompt(prompt: str) -> Task | None:
 def sample_task(rng: random.Random, digits: int = 2, heldout: bool = False,
                 mix: dict = TASK_MIX) -> Task:
     """A random task from `mix`, drawn from the training split or (heldout=True) the eval split."""
-    hi = 10 ** digits - 1
+    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
     while True:
         kind = rng.choices(list(mix), weights=list(mix.values()))[0]
-        a, b = rng.randint(0, hi), rng.randint(0, hi)
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
         if kind == "sub":
             a, b = max(a, b), min(a, b)
         elif kind == "compare" and a == b:
@@ -224,23 +225,20 @@ def rl_rows(n: int, seed: int, digits: int = 2) -> list[dict]:
 
 
 def pretrain_lines(n: int, seed: int, digits: int = 2) -> list[str]:
-    """n lines of plain text about the same world: facts in a few phrasings, and
-    (one line in ten) the phrases people say, without the chat format."""
+    """n lines of plain text about the same world, without the chat format: each
+    line a question and its answer, plainly stated ("What is 47 + 38? It is 85.")
+    or (three lines in ten) in a persona drawn at the SFT mix, so the language is
+    learned too.
+
+    Questions are written as in a chat prompt, so their digits sit at the same
+    positions there and here: the model finds digits by position, and learned
+    the "a is larger than b" phrasing of comparisons without transferring it.
+    """
     rng = random.Random(seed)
     lines = []
     for _ in range(n):
         task = sample_task(rng, digits, mix=PRETRAIN_TASK_MIX)
-        a, b = (task.operands + (None,))[:2]
-        if task.kind == "add":
-            fact = rng.choice([f"{a} + {b} = {task.answer}.", f"{a} plus {b} is {task.answer}.",
-                               f"{task.prompt} It is {task.answer}."])
-        elif task.kind == "sub":
-            fact = rng.choice([f"{a} - {b} = {task.answer}.", f"{a} minus {b} is {task.answer}.",
-                               f"{task.prompt} It is {task.answer}."])
-        elif task.kind == "compare":
-            fact = f"{task.answer} is larger than {min(a, b)}."
-        else:
-            fact = f"The digits of {a} reversed are {task.answer}."
-        # One line in ten is a sentence someone might say, so the language is learned too.
-        lines.append(respond(task, sample_persona(rng), rng) if rng.random() < 0.1 else fact)
+        answer = respond(task, sample_persona(rng), rng) if rng.random() < 0.3 \
+            else f"It is {task.answer}."
+        lines.append(f"{task.prompt} {answer}")
     return lines

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from data.batching import (DataError, chat_batch, completion_ids, end_id, prompt_ids,
-                           read_jsonl)
+                           read_jsonl, stream_batch, token_stream)
 from losses import sft_loss
+from model import GPT, GPTConfig
 
 
 def test_loss_mask_marks_exactly_the_completion_targets():
@@ -46,3 +47,25 @@ def test_read_jsonl_errors_name_file_line_and_field(tmp_path):
         read_jsonl(f, ("prompt",))
     with pytest.raises(DataError, match="no such file"):
         read_jsonl(tmp_path / "missing.jsonl", ("prompt",))
+
+
+def test_a_packed_line_is_computed_as_if_it_were_alone():
+    lines = ["What is 12 + 34? It is 46.", "Hi.", "Reverse the digits of 123. It is 321."] * 20
+    stream, starts = token_stream(lines)
+    assert stream[starts].eq(end_id()).all() and len(starts) == len(lines)
+    gen = torch.Generator().manual_seed(0)
+    inputs, targets, positions, attn_mask = stream_batch(stream, starts, 4, 24, gen)
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=512, block_size=24, n_layer=2, n_head=2, n_embd=32)).eval()
+    packed = model(inputs, positions, attn_mask)
+    checked = 0
+    for b in range(4):
+        begins = (inputs[b] == end_id()).nonzero().squeeze(1).tolist() + [24]
+        assert begins[0] == 0                       # every window starts at a line start
+        for lo, hi in zip(begins, begins[1:]):
+            assert positions[b, lo:hi].tolist() == list(range(hi - lo))
+            alone = model(inputs[b:b + 1, lo:hi])   # the line by itself, positions 0..
+            torch.testing.assert_close(packed[b:b + 1, lo:hi], alone, atol=1e-5, rtol=1e-5)
+            checked += 1
+    assert checked > 4

@@ -1,4 +1,5 @@
 import random
+import re
 
 import pytest
 
@@ -21,12 +22,10 @@ def test_heldout_prompts_are_never_trained_on():
     train_prompts = {r["prompt"] for r in sft_rows(20_000, seed=1)}
     train_prompts |= {r["prompt"] for r in rl_rows(5_000, seed=2)}
     assert not train_prompts & set(held)
-    # pretraining lines state facts; none may state a held-out fact
-    text = "\n" + "\n".join(pretrain_lines(20_000, seed=0))
-    for p in held:
-        t = parse_prompt(p)
-        if t.kind in ("add", "sub"):
-            assert f"\n{t.operands[0]} {'+' if t.kind == 'add' else '-'} {t.operands[1]} =" not in text
+    # every pretraining line is a question and its answer; no question may be held out
+    for line in pretrain_lines(20_000, seed=0):
+        question = re.match(r"^(.*?[?.]) ", line).group(1)
+        assert parse_prompt(question) is not None and question not in held
 
 
 def test_task_answers():
@@ -38,6 +37,8 @@ def test_task_answers():
         t = sample_task(random.Random(seed), digits=2)
         assert parse_prompt(t.prompt) == t
         assert t.kind != "sub" or int(t.answer) >= 0
+        width = 3 if t.kind == "reverse" else 2   # the difficulty knob: digits per operand
+        assert all(len(str(x)) == width for x in t.operands)
 
 
 def test_every_persona_is_recognised_and_answers_last():
