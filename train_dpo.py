@@ -39,14 +39,14 @@ from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
 from model import autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, print_table,
-                         run_cli, save_json, set_seed)
+from train_utils import (AlignConfig, MetricsLog, flag, lr_at, make_optimizer, print_table,
+                         report, run_cli, save_json, set_seed, smoke_config)
 
 DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "simpo": 2.0}
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(AlignConfig):
     loss: str = flag("dpo", "which objective", choices=["dpo", "ipo", "simpo"])
     beta: float = flag(None, "beta (DPO/SimPO) or tau (IPO); default 0.1, 0.1, 2.0")
     gamma: float = flag(0.5, "SimPO target margin")
@@ -61,20 +61,12 @@ class DPOConfig:
     samples_per_prompt: int = flag(4, "on-policy samples per prompt")
     label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels")
     # training
-    init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
-    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
     live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
     learning_rate: float = flag(3e-5, "peak learning rate (AdamW); 5e-5 already collapsed "
                                  "a fifth of the answers into repeated words on this model")
     batch_size: int = flag(32, "pairs per step")
     max_steps: int = flag(150, "optimizer steps")
     warmup_steps: int = flag(10, "linear warmup steps")
-    weight_decay: float = flag(0.0, "AdamW weight decay")
-    grad_clip: float = flag(1.0, "clip the gradient norm to this")
-    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
-    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
-    seed: int = flag(0, "random seed")
-    smoke: bool = flag(False, "a seconds-long run, for tests")
 
 
 # Smoke pairs come from the persona generator: an untrained smoke model's samples are
@@ -226,10 +218,8 @@ def train(cfg, policy, ref_model, encoded, ref, device):
                    "logps/chosen": policy_out[0].mean().item(),
                    "logps/rejected": policy_out[1].mean().item(),
                    "lr": lr, "dt": time.time() - t0}
-        log.write(step, metrics)
-        bar.set_postfix_str(f"loss {metrics['loss']:.3f} margin {metrics['rewards/margins']:.2f}")
-        if bar.disable and (step % 25 == 0 or step == cfg.max_steps - 1):
-            print(format_log(step, metrics))
+        report(log, bar, step, metrics, cfg.max_steps, 25,
+               f"loss {metrics['loss']:.3f} margin {metrics['rewards/margins']:.2f}")
     log.close()
 
 
@@ -247,7 +237,7 @@ def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device):
 
 def main(cfg: DPOConfig) -> dict:
     if cfg.smoke:
-        cfg = replace(cfg, **SMOKE)
+        cfg = smoke_config(cfg, SMOKE)
     if cfg.beta is None:
         cfg = replace(cfg, beta=DEFAULT_BETA[cfg.loss])
     set_seed(cfg.seed)

@@ -18,7 +18,7 @@ out/pretrain_metrics.jsonl and out/sft_metrics.jsonl.
 """
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,8 +30,8 @@ from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, format_log, lr_at, make_optimizer, print_table,
-                         run_cli, save_json, set_seed)
+from train_utils import (MetricsLog, flag, lr_at, make_optimizer, print_table, report,
+                         run_cli, save_json, set_seed, smoke_config)
 
 
 @dataclass
@@ -101,10 +101,8 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
         dt = time.time() - t0
         metrics = {"loss": loss.item() * cfg.grad_accum, "lr": lr,
                    "grad_norm": grad_norm.item(), "dt": dt, "tok/s": tokens / dt}
-        log.write(step, metrics)
-        bar.set_postfix_str(f"loss {metrics['loss']:.3f}")
-        if bar.disable and (step % 100 == 0 or step == steps - 1):
-            print(format_log(step, metrics))
+        report(log, bar, step, metrics, steps, 100,
+               f"loss {metrics['loss']:.3f}")
     log.close()
     return metrics["loss"]
 
@@ -159,7 +157,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
 
 def main(cfg: SFTConfig) -> dict:
     if cfg.smoke:
-        cfg = replace(cfg, **SMOKE)
+        cfg = smoke_config(cfg, SMOKE)
     set_seed(cfg.seed)
     device = get_device(cfg.device)
     t0 = time.time()

@@ -44,6 +44,26 @@ def flag(default, help: str, **extra):
     return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
+@dataclasses.dataclass
+class AlignConfig:
+    """The flags every alignment script (DPO, GRPO) shares; each adds its own."""
+    init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
+    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
+    weight_decay: float = flag(0.0, "AdamW weight decay")
+    grad_clip: float = flag(1.0, "clip the gradient norm to this")
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
+    seed: int = flag(0, "random seed")
+    smoke: bool = flag(False, "a seconds-long run, for tests")
+
+
+def smoke_config(cfg, smoke: dict):
+    """cfg with the --smoke settings, except the flags given a non-default value."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    return dataclasses.replace(cfg, **{k: v for k, v in smoke.items()
+                                      if getattr(cfg, k) == defaults[k]})
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -86,6 +106,15 @@ class MetricsLog:
 def format_log(step: int, metrics: dict) -> str:
     """One log line per step, fields joined with ' | '."""
     return " | ".join([f"step {step}"] + [f"{k} {v:.4g}" for k, v in metrics.items()])
+
+
+def report(log, bar, step: int, metrics: dict, total: int, every: int, postfix: str) -> None:
+    """One step's metrics: to the metrics file, to the tqdm bar, and, when the bar is
+    off (output is not a terminal), as a log line every `every` steps and at the end."""
+    log.write(step, metrics)
+    bar.set_postfix_str(postfix)
+    if bar.disable and (step % every == 0 or step == total - 1):
+        print(format_log(step, metrics))
 
 
 def print_table(columns: dict[str, dict], title: str = "") -> str:

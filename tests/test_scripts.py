@@ -3,8 +3,10 @@ import json
 import shutil
 
 import pytest
+import torch
 
 import train_dpo
+import train_grpo
 import train_sft
 from train_utils import parse_config
 
@@ -44,3 +46,51 @@ def test_dpo_smoke_raises_the_margin(sft_dir, tmp_path):
     for name in ["dpo.pt", "dpo_eval.json", "dpo_samples.jsonl"]:
         assert (tmp_path / name).is_file()
     assert "win_rate_vs_sft" in metrics and "kl_to_ref" in metrics
+
+
+def test_grpo_smoke_raises_the_reward_of_a_trivial_rule(sft_dir, tmp_path, monkeypatch):
+    """A rule a random tiny model already meets sometimes: the share of spaces in its
+    answer. GRPO must raise it, and write its files."""
+    def spaces(prompts, texts, finished, format_weight):
+        share = torch.tensor([t.count(" ") / max(1, len(t)) for t in texts])
+        return share, torch.zeros_like(share)
+    monkeypatch.setattr(train_grpo, "rule_rewards", spaces)
+    out, _ = sft_dir
+    shutil.copy(out / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_grpo.GRPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
+                                                   "--max_steps", "30", "--learning_rate", "1e-2",
+                                                   "--num_iterations", "2",
+                                                   "--no-mask_truncated"])  # it never ends
+    metrics = train_grpo.main(cfg)
+    log = [json.loads(l) for l in (tmp_path / "grpo_metrics.jsonl").read_text().splitlines()]
+    first = sum(r["reward"] for r in log[:5]) / 5
+    last = sum(r["reward"] for r in log[-5:]) / 5
+    assert last > first + 0.05, (first, last)
+    assert max(r["clip_ratio"] for r in log) > 0         # the 2nd update of a batch clips
+    for name in ["grpo.pt", "grpo_eval.json", "grpo_samples.jsonl"]:
+        assert (tmp_path / name).is_file()
+    assert "kl_to_ref" in metrics
+
+
+def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
+    from model import load_checkpoint
+    model, _ = load_checkpoint(sft_dir[0] / "sft.pt", "cpu")
+    cfg = train_grpo.GRPOConfig(num_generations=3, max_new_tokens=6, mask_truncated=False)
+    batch = train_grpo.rollout(model, ["What is 12 + 34?", "Reverse the digits of 123."], cfg,
+                               torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert batch["inputs"].shape[0] == 6
+    # each row's mask counts its sampled tokens, and the masked targets are those tokens
+    assert batch["mask"].sum(1).tolist() == batch["lengths"].tolist()
+    cut = train_grpo.GRPOConfig(num_generations=3, max_new_tokens=6)
+    masked = train_grpo.rollout(model, ["What is 12 + 34?", "Reverse the digits of 123."], cut,
+                                torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert masked["mask"].sum(1).tolist() == [
+        n if f else 0 for n, f in zip(batch["lengths"].tolist(), batch["finished"].tolist())]
+
+
+def test_bench_prints_both_samplers(tmp_path):
+    import bench
+    rows = bench.main(parse_config(bench.BenchConfig, "", [
+        "--out_dir", str(tmp_path), "--prompts", "2", "--num_generations", "2", "--repeats", "1"]))
+    assert rows["kv cache"]["tokens"] == rows["naive"]["tokens"] > 0   # same tokens drawn
+    assert rows["kv cache"]["speedup"] > 0

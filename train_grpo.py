@@ -1,0 +1,194 @@
+"""GRPO with verifiable rewards, from the SFT model.
+
+    python train_grpo.py                        # G = 8 answers per prompt, beta 0.04
+    python train_grpo.py --loss_type dr_grpo    # Dr. GRPO: no per-sequence length average
+    python train_grpo.py --num_iterations 2     # two updates per batch: the ratio and clip act
+
+GRPO in four steps (Shao et al. 2024, DeepSeekMath, Sec. 4.1):
+1. Sample: for each prompt q, draw a group of G answers o_1..o_G from the current
+   ("old") policy, with one KV-cache prefill per prompt (model.sample).
+2. Score: r_i from a rule, with no reward model: 1 if o_i's final answer is right,
+   plus an optional --format_reward for a well-formed answer.
+3. Advantage: A_i = (r_i - mean(r)) / std(r) within the group, shared by every
+   token of o_i (losses.grpo_advantages). No critic: the group is the baseline.
+4. Update: maximise min(ratio A, clip(ratio, 1-eps, 1+eps) A) - beta KL(pi || pi_ref)
+   per token (losses.grpo_loss, Eq. 3 with the k3 KL of Eq. 4), --num_iterations
+   times on the same samples.
+
+Departures from DeepSeekMath's GRPO, and why:
+- The reward is the toy world's answer check, not a learned reward model.
+- --num_iterations defaults to 1: one update per batch, so at that update the
+  policy *is* the old policy, the ratio is exactly 1 and the clip never acts; the
+  loss's gradient is then the plain policy gradient with group advantages. With
+  more iterations old_logps are frozen at sampling time and the clip matters.
+- --loss_type and --scale_rewards offer the later fixes: Dr. GRPO (Liu et al. 2025)
+  drops the per-sequence length average and the std scaling, DAPO (Yu et al. 2025)
+  averages over all tokens of the batch.
+- Completions cut off at --max_new_tokens without an end token are left out of
+  the loss by default (--mask_truncated, DAPO's overlong filtering); their share
+  is logged as completions/truncated.
+- The frozen SFT reference is kept only when beta > 0. Every log-prob pass divides
+  the logits by the sampling temperature, so ratios compare the sampled distribution.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data.batching import chat_batch, decode_completion, end_id, prompt_ids
+from data.evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
+from data.world import eval_prompts, final_answer, is_correct, rl_rows
+from losses import grpo_advantages, grpo_loss, token_logprobs
+from model import autocast, get_device, load_checkpoint, sample, save_checkpoint
+from train_utils import (AlignConfig, MetricsLog, flag, lr_at, make_optimizer, print_table,
+                         report, run_cli, save_json, set_seed, smoke_config)
+
+
+@dataclass
+class GRPOConfig(AlignConfig):
+    num_generations: int = flag(8, "G: answers sampled per prompt (the group)")
+    prompts_per_step: int = flag(16, "prompts per step; a step trains on prompts x G answers")
+    temperature: float = flag(1.0, "sampling temperature (log-probs use it too)")
+    max_new_tokens: int = flag(MAX_NEW_TOKENS, "longest answer sampled")
+    beta: float = flag(0.04, "KL penalty toward the SFT reference (0 drops the reference)")
+    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old")
+    loss_type: str = flag("grpo", "how per-token terms are averaged",
+                          choices=["grpo", "dr_grpo", "dapo"])
+    scale_rewards: str = flag("group", "divide advantages by the group's std, the batch's, "
+                              "or not at all (Dr. GRPO)", choices=["group", "batch", "none"])
+    num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)")
+    format_reward: float = flag(0.0, "added for an answer that ends with a number and the "
+                                     "end token")
+    mask_truncated: bool = flag(True, "leave answers cut off at max_new_tokens out of the loss")
+    num_prompts: int = flag(5000, "training prompts (the verifiable tasks' training split)")
+    learning_rate: float = flag(1e-4, "peak learning rate (AdamW)")
+    max_steps: int = flag(200, "sampling steps")
+    warmup_steps: int = flag(5, "linear warmup steps")
+
+
+SMOKE = dict(num_generations=4, prompts_per_step=4, max_steps=4, num_prompts=64,
+             eval_prompts=16, max_new_tokens=16)
+
+
+def rule_rewards(prompts, texts, finished, format_weight):
+    """(correct, format) per answer, each (N,): the answer check, and the format term."""
+    correct = torch.tensor([float(is_correct(p, t)) for p, t in zip(prompts, texts)])
+    well_formed = torch.tensor([float(f and final_answer(t).isdigit())
+                                for t, f in zip(texts, finished)])
+    return correct, format_weight * well_formed
+
+
+def completion_logps(model, inputs, targets, mask, temperature):
+    """Per-token log-probs of the sampled tokens under `model`, (N, T), zero off the mask."""
+    with autocast(inputs.device):
+        logits = model(inputs)
+    return token_logprobs(logits.float() / temperature, targets) * mask
+
+
+def rollout(policy, prompts, cfg, gen, device):
+    """Step 1 and 2: G answers per prompt, their rewards, and the batch to train on."""
+    G = cfg.num_generations
+    tokens, sampled = sample(policy, [prompt_ids(p) for p in prompts], cfg.max_new_tokens,
+                             end_id(), cfg.temperature, None, G, gen)     # (N, T_new) each
+    rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
+    finished = [bool(r) and r[-1] == end_id() for r in rows]
+    group_prompts = [p for p in prompts for _ in range(G)]                 # row i*G+g
+    texts = [decode_completion(r) for r in rows]
+    correct, fmt = rule_rewards(group_prompts, texts, finished, cfg.format_reward)
+    inputs, targets, mask = chat_batch([prompt_ids(p) for p in group_prompts], rows, device)
+    if cfg.mask_truncated:
+        mask = mask * torch.tensor(finished, dtype=mask.dtype, device=device)[:, None]
+    return dict(inputs=inputs, targets=targets, mask=mask, correct=correct, format=fmt,
+                finished=torch.tensor(finished, dtype=torch.float), texts=texts,
+                lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
+
+
+def train(cfg, policy, ref_model, device):
+    prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 200)]
+    opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
+    log = MetricsLog(Path(cfg.out_dir) / "grpo_metrics.jsonl")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    G = cfg.num_generations
+    bar = tqdm(range(cfg.max_steps), desc="grpo", disable=None)
+    for step in bar:
+        t0 = time.time()
+        lr = lr_at(step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist()
+        batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
+        rewards = batch["correct"] + batch["format"]                       # (N,)
+        advantages = grpo_advantages(rewards, G, cfg.scale_rewards).to(device)
+        args = batch["inputs"], batch["targets"], batch["mask"], cfg.temperature
+        with torch.no_grad():
+            old_logps = completion_logps(policy, *args) if cfg.num_iterations > 1 else None
+            ref_logps = completion_logps(ref_model, *args) if cfg.beta > 0 else None
+        for _ in range(cfg.num_iterations):
+            logps = completion_logps(policy, *args)
+            loss, stats = grpo_loss(logps, logps.detach() if old_logps is None else old_logps,
+                                    ref_logps, advantages, batch["mask"], cfg.epsilon,
+                                    cfg.beta, cfg.loss_type)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        group_std = rewards.view(-1, G).std(dim=1)
+        metrics = {"loss": loss.item(), "reward": rewards.mean().item(),
+                   "reward_std": group_std.mean().item(),
+                   "frac_reward_zero_std": (group_std == 0).float().mean().item(),
+                   "reward/correct": batch["correct"].mean().item(),
+                   "reward/format": batch["format"].mean().item(),
+                   "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
+                   "completions/mean_length": batch["lengths"].mean().item(),
+                   "completions/truncated": 1 - batch["finished"].mean().item(),
+                   "lr": lr, "dt": time.time() - t0}
+        report(log, bar, step, metrics, cfg.max_steps, 10,
+               f"reward {metrics['reward']:.3f} kl {metrics['kl']:.3f}")
+    log.close()
+
+
+def pass_at_g(model, prompts, G, seed) -> float:
+    """Share of prompts with at least one right answer among G samples."""
+    texts, _ = generate(model, prompts, num_samples=G, seed=seed)
+    return sum(any(is_correct(p, t) for t in texts[i * G:(i + 1) * G])
+               for i, p in enumerate(prompts)) / len(prompts)
+
+
+def main(cfg: GRPOConfig) -> dict:
+    if cfg.smoke:
+        cfg = smoke_config(cfg, SMOKE)
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    init = cfg.init_from or Path(cfg.out_dir) / "sft.pt"
+    t0 = time.time()
+    policy, ckpt = load_checkpoint(init, device)
+    if ckpt.get("stage") != "sft":
+        print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT")
+    ref_model, _ = load_checkpoint(init, device)
+    ref_model.eval().requires_grad_(False)
+    print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "
+          f"per step, beta {cfg.beta}, loss {cfg.loss_type}")
+    train(cfg, policy, ref_model if cfg.beta > 0 else None, device)
+    train_seconds = time.time() - t0
+    out = Path(cfg.out_dir)
+    save_checkpoint(out / "grpo.pt", policy, asdict(cfg), cfg.max_steps, stage="grpo")
+
+    prompts = eval_prompts(cfg.eval_prompts)
+    before, _, _ = evaluate(ref_model, prompts, seed=cfg.seed)
+    before[f"pass@{cfg.num_generations}"] = pass_at_g(ref_model, prompts, cfg.num_generations,
+                                                      cfg.seed + 1)
+    after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
+                                             samples_path=out / "grpo_samples.jsonl")
+    after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
+    after["train_seconds"] = train_seconds
+    save_json(out / "grpo_eval.json", after)
+    print_table({"sft": before, "grpo": after},
+                title=f"\nSFT vs GRPO on {len(prompts)} held-out prompts")
+    return after
+
+
+if __name__ == "__main__":
+    run_cli(main, GRPOConfig, __doc__)
