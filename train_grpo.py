@@ -90,19 +90,19 @@ def completion_logps(model, inputs, targets, mask, temperature):
 
 def rollout(policy, prompts, cfg, gen, device):
     """Step 1 and 2: G answers per prompt, their rewards, and the batch to train on."""
-    G = cfg.num_generations
-    tokens, sampled = sample(policy, [prompt_ids(p) for p in prompts], cfg.max_new_tokens,
-                             end_id(), cfg.temperature, None, G, gen)     # (N, T_new) each
+    G, ids = cfg.num_generations, [prompt_ids(p) for p in prompts]
+    tokens, sampled = sample(policy, ids, cfg.max_new_tokens, end_id(), cfg.temperature, None,
+                             G, gen)                                      # (N, T_new) each
     rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
     finished = [bool(r) and r[-1] == end_id() for r in rows]
-    group_prompts = [p for p in prompts for _ in range(G)]                 # row i*G+g
     texts = [decode_completion(r) for r in rows]
-    correct, fmt = rule_rewards(group_prompts, texts, finished, cfg.format_reward)
-    inputs, targets, mask = chat_batch([prompt_ids(p) for p in group_prompts], rows, device)
+    correct, fmt = rule_rewards([p for p in prompts for _ in range(G)], texts, finished,
+                                cfg.format_reward)                        # row i*G+g
+    inputs, targets, mask = chat_batch([i for i in ids for _ in range(G)], rows, device)
     if cfg.mask_truncated:
         mask = mask * torch.tensor(finished, dtype=mask.dtype, device=device)[:, None]
     return dict(inputs=inputs, targets=targets, mask=mask, correct=correct, format=fmt,
-                finished=torch.tensor(finished, dtype=torch.float), texts=texts,
+                finished=torch.tensor(finished, dtype=torch.float),
                 lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
 
 
