@@ -127,7 +127,7 @@ class GPT(nn.Module):
                 raise ValueError(f"sequence of {T} tokens is longer than block_size "
                                  f"{self.config.block_size}")
             positions = torch.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(positions))    # (B, T, C)
+        x = self.drop(self.wte(idx) + self.wpe(positions))                # (B, T, C)
         for block in self.blocks:
             x = block(x, attn_mask, cache)
         if cache is not None:

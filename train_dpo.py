@@ -39,8 +39,8 @@ from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
 from model import autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (AlignConfig, MetricsLog, flag, lr_at, make_optimizer, print_table,
-                         report, run_cli, save_json, set_seed, smoke_config)
+from train_utils import (AlignConfig, MetricsLog, flag, make_optimizer, optimizer_step,
+                         print_table, report, run_cli, save_json, set_lr, set_seed, smoke_config)
 
 DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "simpo": 2.0}
 
@@ -194,9 +194,7 @@ def train(cfg, policy, ref_model, encoded, ref, device):
     bar = tqdm(range(cfg.max_steps), desc=cfg.loss, disable=None)
     for step in bar:
         t0 = time.time()
-        lr = lr_at(step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
         idx = torch.randint(len(encoded), (cfg.batch_size,), generator=gen)
         batch = [encoded[i] for i in idx.tolist()]
         policy_out = pair_logps(policy, batch, device)
@@ -208,9 +206,7 @@ def train(cfg, policy, ref_model, encoded, ref, device):
         losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
         loss = losses.mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(policy, opt, cfg.grad_clip)
         metrics = {"loss": loss.item(), "rewards/chosen": chosen_rewards.mean().item(),
                    "rewards/rejected": rejected_rewards.mean().item(),
                    "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),

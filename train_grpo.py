@@ -43,8 +43,8 @@ from data.evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
 from data.world import eval_prompts, final_answer, is_correct, rl_rows
 from losses import grpo_advantages, grpo_loss, token_logprobs
 from model import autocast, get_device, load_checkpoint, sample, save_checkpoint
-from train_utils import (AlignConfig, MetricsLog, flag, lr_at, make_optimizer, print_table,
-                         report, run_cli, save_json, set_seed, smoke_config)
+from train_utils import (AlignConfig, MetricsLog, flag, make_optimizer, optimizer_step,
+                         print_table, report, run_cli, save_json, set_lr, set_seed, smoke_config)
 
 
 @dataclass
@@ -115,26 +115,23 @@ def train(cfg, policy, ref_model, device):
     bar = tqdm(range(cfg.max_steps), desc="grpo", disable=None)
     for step in bar:
         t0 = time.time()
-        lr = lr_at(step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
         idx = torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist()
         batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
         rewards = batch["correct"] + batch["format"]                       # (N,)
         advantages = grpo_advantages(rewards, G, cfg.scale_rewards).to(device)
         args = batch["inputs"], batch["targets"], batch["mask"], cfg.temperature
         with torch.no_grad():
-            old_logps = completion_logps(policy, *args) if cfg.num_iterations > 1 else None
             ref_logps = completion_logps(ref_model, *args) if cfg.beta > 0 else None
+        old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
         for _ in range(cfg.num_iterations):
             logps = completion_logps(policy, *args)
-            loss, stats = grpo_loss(logps, logps.detach() if old_logps is None else old_logps,
-                                    ref_logps, advantages, batch["mask"], cfg.epsilon,
-                                    cfg.beta, cfg.loss_type)
+            if old_logps is None:
+                old_logps = logps.detach()
+            loss, stats = grpo_loss(logps, old_logps, ref_logps, advantages, batch["mask"],
+                                    cfg.epsilon, cfg.beta, cfg.loss_type)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            optimizer_step(policy, opt, cfg.grad_clip)
         group_std = rewards.view(-1, G).std(dim=1)
         metrics = {"loss": loss.item(), "reward": rewards.mean().item(),
                    "reward_std": group_std.mean().item(),

@@ -30,8 +30,8 @@ from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, lr_at, make_optimizer, print_table, report,
-                         run_cli, save_json, set_seed, smoke_config)
+from train_utils import (MetricsLog, flag, make_optimizer, optimizer_step, print_table,
+                         report, run_cli, save_json, set_lr, set_seed, smoke_config)
 
 
 @dataclass
@@ -84,9 +84,7 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
     bar = tqdm(range(steps), desc=name, disable=None)
     for step in bar:
         t0 = time.time()
-        lr = lr_at(step, steps, cfg.warmup_steps, peak_lr)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        lr = set_lr(opt, step, steps, cfg.warmup_steps, peak_lr)
         tokens = 0
         for _ in range(cfg.grad_accum):
             inputs, targets, mask, positions, attn_mask = next_batch()
@@ -95,9 +93,7 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
                 loss = sft_loss(logits, targets, mask) / cfg.grad_accum
             loss.backward()
             tokens += inputs.numel()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(model, opt, cfg.grad_clip)
         dt = time.time() - t0
         metrics = {"loss": loss.item() * cfg.grad_accum, "lr": lr,
                    "grad_norm": grad_norm.item(), "dt": dt, "tok/s": tokens / dt}

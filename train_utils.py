@@ -88,6 +88,22 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def set_lr(opt, step: int, total: int, warmup: int, peak: float) -> float:
+    """Give every parameter group this step's learning rate (lr_at) and return it."""
+    lr = lr_at(step, total, warmup, peak)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimizer_step(model, opt, grad_clip: float) -> torch.Tensor:
+    """Clip the accumulated gradient's norm, step, clear; returns the norm before clipping."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 class MetricsLog:
     """One JSON object a line: {"step": ..., name: value, ...}, for the notebooks to plot."""
 
