@@ -264,13 +264,41 @@ def save_checkpoint(path, model: GPT, train_config: dict, step: int, **extra) ->
     state = {"model": model.state_dict(), "model_config": asdict(model.config),
              "train_config": train_config, "step": step, **extra}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)       # only left behind when saving failed
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit; the message names the file."""
+
+
+def read_checkpoint(path, device="cpu") -> dict:
+    """The checkpoint dict, read with weights_only=True, or a CheckpointError saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or a pickle weights_only refuses
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{reason})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config"} <= set(ckpt):
+        raise CheckpointError(f"{path}: not a checkpoint of this project "
+                              "(no 'model' and 'model_config' entries)")
+    return ckpt
 
 
 def load_checkpoint(path, device="cpu") -> tuple[GPT, dict]:
     """(model, checkpoint dict); the checkpoint is read with weights_only=True."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
-    model.load_state_dict(ckpt["model"])
+    ckpt = read_checkpoint(path, device)
+    try:
+        model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: the weights do not fit the model config it holds "
+                              f"({str(e).strip().splitlines()[0][:200]})") from None
     return model, ckpt

@@ -36,37 +36,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from data.batching import chat_batch, decode_completion, end_id, prompt_ids
 from data.evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
 from data.world import eval_prompts, final_answer, is_correct, rl_rows
 from losses import grpo_advantages, grpo_loss, token_logprobs
-from model import autocast, get_device, load_checkpoint, sample, save_checkpoint
-from train_utils import (AlignConfig, MetricsLog, flag, make_optimizer, optimizer_step,
-                         print_table, report, run_cli, save_json, set_lr, set_seed, smoke_config)
+from model import autocast, get_device, sample, save_checkpoint
+from train_utils import (AlignConfig, flag, load_policy_and_reference, make_optimizer,
+                         optimizer_step, print_table, run_cli, run_steps, save_json, set_lr,
+                         set_seed, smoke_config)
 
 
 @dataclass
 class GRPOConfig(AlignConfig):
-    num_generations: int = flag(8, "G: answers sampled per prompt (the group)")
-    prompts_per_step: int = flag(16, "prompts per step; a step trains on prompts x G answers")
-    temperature: float = flag(1.0, "sampling temperature (log-probs use it too)")
-    max_new_tokens: int = flag(MAX_NEW_TOKENS, "longest answer sampled")
-    beta: float = flag(0.04, "KL penalty toward the SFT reference (0 drops the reference)")
-    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old")
+    num_generations: int = flag(8, "G: answers sampled per prompt (the group)", at_least=2)
+    prompts_per_step: int = flag(16, "prompts per step; a step trains on prompts x G answers",
+                                 at_least=1)
+    temperature: float = flag(1.0, "sampling temperature (log-probs use it too)", above=0)
+    max_new_tokens: int = flag(MAX_NEW_TOKENS, "longest answer sampled", at_least=1)
+    beta: float = flag(0.04, "KL penalty toward the SFT reference (0 drops the reference)",
+                       at_least=0)
+    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old", above=0)
     loss_type: str = flag("grpo", "how per-token terms are averaged",
                           choices=["grpo", "dr_grpo", "dapo"])
     scale_rewards: str = flag("group", "divide advantages by the group's std, the batch's, "
                               "or not at all (Dr. GRPO)", choices=["group", "batch", "none"])
-    num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)")
+    num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)",
+                               at_least=1)
     format_reward: float = flag(0.0, "added for an answer that ends with a number and the "
                                      "end token")
     mask_truncated: bool = flag(True, "leave answers cut off at max_new_tokens out of the loss")
-    num_prompts: int = flag(5000, "training prompts (the verifiable tasks' training split)")
-    learning_rate: float = flag(1e-4, "peak learning rate (AdamW)")
-    max_steps: int = flag(200, "sampling steps")
-    warmup_steps: int = flag(5, "linear warmup steps")
+    num_prompts: int = flag(5000, "training prompts (the verifiable tasks' training split)",
+                            at_least=1)
+    learning_rate: float = flag(1e-4, "peak learning rate (AdamW)", above=0)
+    max_steps: int = flag(200, "sampling steps", at_least=1)
+    warmup_steps: int = flag(5, "linear warmup steps", at_least=0)
 
 
 SMOKE = dict(num_generations=4, prompts_per_step=4, max_steps=4, num_prompts=64,
@@ -109,11 +113,10 @@ def rollout(policy, prompts, cfg, gen, device):
 def train(cfg, policy, ref_model, device):
     prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 200)]
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
-    log = MetricsLog(Path(cfg.out_dir) / "grpo_metrics.jsonl")
     gen = torch.Generator().manual_seed(cfg.seed)
     G = cfg.num_generations
-    bar = tqdm(range(cfg.max_steps), desc="grpo", disable=None)
-    for step in bar:
+
+    def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
         idx = torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist()
@@ -133,18 +136,18 @@ def train(cfg, policy, ref_model, device):
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
         group_std = rewards.view(-1, G).std(dim=1)
-        metrics = {"loss": loss.item(), "reward": rewards.mean().item(),
-                   "reward_std": group_std.mean().item(),
-                   "frac_reward_zero_std": (group_std == 0).float().mean().item(),
-                   "reward/correct": batch["correct"].mean().item(),
-                   "reward/format": batch["format"].mean().item(),
-                   "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
-                   "completions/mean_length": batch["lengths"].mean().item(),
-                   "completions/truncated": 1 - batch["finished"].mean().item(),
-                   "lr": lr, "dt": time.time() - t0}
-        report(log, bar, step, metrics, cfg.max_steps, 10,
-               f"reward {metrics['reward']:.3f} kl {metrics['kl']:.3f}")
-    log.close()
+        return {"loss": loss.item(), "reward": rewards.mean().item(),
+                "reward_std": group_std.mean().item(),
+                "frac_reward_zero_std": (group_std == 0).float().mean().item(),
+                "reward/correct": batch["correct"].mean().item(),
+                "reward/format": batch["format"].mean().item(),
+                "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
+                "completions/mean_length": batch["lengths"].mean().item(),
+                "completions/truncated": 1 - batch["finished"].mean().item(),
+                "lr": lr, "dt": time.time() - t0}
+
+    run_steps("grpo", cfg, policy, opt, gen, cfg.max_steps, step_fn, 10,
+              lambda m: f"reward {m['reward']:.3f} kl {m['kl']:.3f}")
 
 
 def pass_at_g(model, prompts, G, seed) -> float:
@@ -159,13 +162,8 @@ def main(cfg: GRPOConfig) -> dict:
         cfg = smoke_config(cfg, SMOKE)
     set_seed(cfg.seed)
     device = get_device(cfg.device)
-    init = cfg.init_from or Path(cfg.out_dir) / "sft.pt"
     t0 = time.time()
-    policy, ckpt = load_checkpoint(init, device)
-    if ckpt.get("stage") != "sft":
-        print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT")
-    ref_model, _ = load_checkpoint(init, device)
-    ref_model.eval().requires_grad_(False)
+    policy, ref_model, init = load_policy_and_reference(cfg, device)
     print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "
           f"per step, beta {cfg.beta}, loss {cfg.loss_type}")
     train(cfg, policy, ref_model if cfg.beta > 0 else None, device)

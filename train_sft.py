@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
 from data.evaluation import evaluate
@@ -30,45 +29,49 @@ from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (MetricsLog, flag, make_optimizer, optimizer_step, print_table,
-                         report, run_cli, save_json, set_lr, set_seed, smoke_config)
+from train_utils import (RunConfig, flag, make_optimizer, optimizer_step, print_table, run_cli,
+                         run_steps, save_json, set_lr, set_seed, smoke_config)
 
 
 @dataclass
-class SFTConfig:
-    # what to run, where
+class SFTConfig(RunConfig):
+    # what to run
     stage: str = flag("all", "pretrain, sft, or all (pretrain then sft)",
                       choices=["pretrain", "sft", "all"])
-    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
     init_from: str = flag("", "checkpoint SFT starts from (default: OUT_DIR/pretrain.pt); "
                               "'scratch' for a fresh model")
     data: str = flag("", "SFT JSONL of {prompt, completion} rows (default: generated)")
-    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
-    seed: int = flag(0, "random seed for data, init and sampling")
-    smoke: bool = flag(False, "a seconds-long run with a tiny model, for tests")
     # model
-    n_layer: int = flag(3, "transformer blocks")
-    n_head: int = flag(4, "attention heads")
-    n_embd: int = flag(96, "embedding width")
-    block_size: int = flag(64, "context length in tokens")
-    dropout: float = flag(0.0, "dropout rate")
+    n_layer: int = flag(3, "transformer blocks", at_least=1)
+    n_head: int = flag(4, "attention heads", at_least=1)
+    n_embd: int = flag(96, "embedding width (a multiple of n_head)", at_least=1)
+    block_size: int = flag(64, "context length in tokens", at_least=16)
+    dropout: float = flag(0.0, "dropout rate", at_least=0)
     # data
-    digits: int = flag(2, "difficulty: digits of each operand")
-    pretrain_lines: int = flag(200_000, "lines of generated pretraining text")
-    sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)")
+    digits: int = flag(2, "difficulty: digits of each operand", at_least=1)
+    pretrain_lines: int = flag(200_000, "lines of generated pretraining text", at_least=1)
+    sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)", at_least=1)
     # optimisation
-    pretrain_steps: int = flag(2000, "pretraining steps")
-    sft_steps: int = flag(1500, "SFT steps")
-    max_steps: int = flag(0, "if > 0, caps the steps of each stage")
-    pretrain_batch_size: int = flag(32, "windows of block_size tokens per pretraining micro-batch")
-    batch_size: int = flag(32, "chat rows per SFT micro-batch")
-    grad_accum: int = flag(1, "micro-batches per optimizer step")
-    learning_rate: float = flag(3e-3, "peak learning rate (AdamW)")
-    sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT")
-    warmup_steps: int = flag(50, "linear warmup steps")
-    weight_decay: float = flag(0.1, "AdamW weight decay on matrices")
-    grad_clip: float = flag(1.0, "clip the gradient norm to this")
-    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
+    pretrain_steps: int = flag(2000, "pretraining steps", at_least=0)
+    sft_steps: int = flag(1500, "SFT steps", at_least=0)
+    max_steps: int = flag(0, "if > 0, caps the steps of each stage", at_least=0)
+    pretrain_batch_size: int = flag(32, "windows of block_size tokens per pretraining "
+                                        "micro-batch", at_least=1)
+    batch_size: int = flag(32, "chat rows per SFT micro-batch", at_least=1)
+    grad_accum: int = flag(1, "micro-batches per optimizer step", at_least=1)
+    learning_rate: float = flag(3e-3, "peak learning rate (AdamW)", above=0)
+    sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT", above=0)
+    warmup_steps: int = flag(50, "linear warmup steps", at_least=0)
+    weight_decay: float = flag(0.1, "AdamW weight decay on matrices", at_least=0)
+    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", at_least=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_embd % self.n_head:
+            raise ValueError(f"--n_embd {self.n_embd} is not a multiple of --n_head {self.n_head}")
+        if self.dropout >= 1:
+            raise ValueError(f"--dropout must be < 1, got {self.dropout}")
 
 
 SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
@@ -76,13 +79,13 @@ SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
              eval_prompts=16)
 
 
-def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: float, device):
+def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr: float,
+          device) -> None:
     """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping."""
     opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
-    log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl")
     model.train()
-    bar = tqdm(range(steps), desc=name, disable=None)
-    for step in bar:
+
+    def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, steps, cfg.warmup_steps, peak_lr)
         tokens = 0
@@ -95,12 +98,10 @@ def train(model, cfg: SFTConfig, name: str, next_batch, steps: int, peak_lr: flo
             tokens += inputs.numel()
         grad_norm = optimizer_step(model, opt, cfg.grad_clip)
         dt = time.time() - t0
-        metrics = {"loss": loss.item() * cfg.grad_accum, "lr": lr,
-                   "grad_norm": grad_norm.item(), "dt": dt, "tok/s": tokens / dt}
-        report(log, bar, step, metrics, steps, 100,
-               f"loss {metrics['loss']:.3f}")
-    log.close()
-    return metrics["loss"]
+        return {"loss": loss.item() * cfg.grad_accum, "lr": lr, "grad_norm": grad_norm.item(),
+                "dt": dt, "tok/s": tokens / dt}
+
+    run_steps(name, cfg, model, opt, gen, steps, step_fn, 100, lambda m: f"loss {m['loss']:.3f}")
 
 
 def new_model(cfg: SFTConfig, device) -> GPT:
@@ -123,7 +124,7 @@ def pretrain(cfg: SFTConfig, device) -> GPT:
         return inputs, targets, None, positions, attn_mask
 
     steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
-    train(model, cfg, "pretrain", next_batch, steps, cfg.learning_rate, device)
+    train(model, cfg, "pretrain", next_batch, gen, steps, cfg.learning_rate, device)
     save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), steps, stage="pretrain")
     return model
 
@@ -146,7 +147,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
             None, None  # rows start at position 0, plain causal attention
 
     steps = min(cfg.sft_steps, cfg.max_steps or cfg.sft_steps)
-    train(model, cfg, "sft", next_batch, steps, cfg.sft_learning_rate, device)
+    train(model, cfg, "sft", next_batch, gen, steps, cfg.sft_learning_rate, device)
     save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), steps, stage="sft")
     return model
 

@@ -1,16 +1,21 @@
 """Plumbing the three training scripts share: flags from a config dataclass, the
-optimizer and its schedule, the metrics file, and the before/after table."""
+optimizer and its schedule, the training loop with its checkpoints, resume, Ctrl-C
+and NaN guard, the metrics file, and the before/after table."""
 
 import argparse
 import dataclasses
 import json
 import math
 import random
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from model import load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def parse_config(config_cls, description: str, argv=None):
@@ -30,31 +35,66 @@ def parse_config(config_cls, description: str, argv=None):
 
 
 def run_cli(main, config_cls, doc: str) -> None:
-    """Parse flags into config_cls and call main; bad input ends in one line, not a traceback.
-
-    ValueError covers data.batching.DataError, which subclasses it."""
+    """Parse flags into config_cls and call main. Bad input (ValueError, which DataError
+    and CheckpointError subclass) ends in one line and exit status 1, not a traceback;
+    a stopped run (Ctrl-C, a non-finite loss) in its message and its own status."""
     try:
         main(parse_config(config_cls, doc.split("\n")[0]))
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         sys.exit(f"error: {e}")
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        sys.exit(e.status)
 
 
 def flag(default, help: str, **extra):
-    """A config field with its --help text."""
+    """A config field with its --help text; above=x or at_least=x bound its value."""
     return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
 @dataclasses.dataclass
-class AlignConfig:
-    """The flags every alignment script (DPO, GRPO) shares; each adds its own."""
-    init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
+class RunConfig:
+    """The flags every script shares. Bounds given to flag() are checked on creation."""
     out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval")
-    weight_decay: float = flag(0.0, "AdamW weight decay")
-    grad_clip: float = flag(1.0, "clip the gradient norm to this")
-    eval_prompts: int = flag(256, "held-out prompts in the final evaluation")
     device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
     seed: int = flag(0, "random seed")
-    smoke: bool = flag(False, "a seconds-long run, for tests")
+    smoke: bool = flag(False, "a seconds-long run with a tiny setup, for tests")
+    resume: bool = flag(False, "continue each stage from OUT_DIR/<stage>_state.pt")
+    save_every: int = flag(250, "save a resumable state every this many steps (0: only at "
+                                "the end and on Ctrl-C)", at_least=0)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                continue
+            if "above" in meta and not value > meta["above"]:
+                raise ValueError(f"--{f.name} must be > {meta['above']}, got {value}")
+            if "at_least" in meta and not value >= meta["at_least"]:
+                raise ValueError(f"--{f.name} must be >= {meta['at_least']}, got {value}")
+
+
+@dataclasses.dataclass
+class AlignConfig(RunConfig):
+    """The flags every alignment script (DPO, GRPO) adds to RunConfig."""
+    init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
+    weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
+    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", at_least=1)
+
+
+def load_policy_and_reference(cfg: AlignConfig, device):
+    """(policy, frozen reference, checkpoint path): two copies of the SFT checkpoint."""
+    init = Path(cfg.init_from or Path(cfg.out_dir) / "sft.pt")
+    policy, ckpt = load_checkpoint(init, device)
+    if ckpt.get("stage") == "pretrain":
+        raise ValueError(f"{init} is a pretraining checkpoint; alignment starts from an SFT "
+                         f"one (train_sft.py writes {Path(cfg.out_dir) / 'sft.pt'})")
+    if ckpt.get("stage") != "sft":
+        print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT; alignment "
+              "expects an SFT model as its start and its reference")
+    reference, _ = load_checkpoint(init, device)
+    return policy, reference.eval().requires_grad_(False), init
 
 
 def smoke_config(cfg, smoke: dict):
@@ -105,11 +145,16 @@ def optimizer_step(model, opt, grad_clip: float) -> torch.Tensor:
 
 
 class MetricsLog:
-    """One JSON object a line: {"step": ..., name: value, ...}, for the notebooks to plot."""
+    """One JSON object a line: {"step": ..., name: value, ...}, for the notebooks to plot.
+    A resumed run keeps the lines before its first step and rewrites the rest."""
 
-    def __init__(self, path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path, first_step: int = 0):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [line for line in path.read_text().splitlines()
+                if json.loads(line)["step"] < first_step] if first_step and path.exists() else []
         self.file = open(path, "w")
+        self.file.writelines(line + "\n" for line in kept)
 
     def write(self, step: int, metrics: dict) -> None:
         self.file.write(json.dumps({"step": step, **metrics}) + "\n")
@@ -117,6 +162,91 @@ class MetricsLog:
 
     def close(self):
         self.file.close()
+
+
+class TrainingStopped(Exception):
+    """A run that stopped early, with the message to print and the exit status to use."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class CtrlC:
+    """While active, Ctrl-C asks the loop to stop after the step under way (so it can save
+    a consistent state); a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to quit now)",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def save_state(path, model, opt, gen, cfg, step: int, stage: str) -> None:
+    """A resumable checkpoint: the model, the optimizer, the random generators and the step."""
+    save_checkpoint(path, model, dataclasses.asdict(cfg), step, stage=stage,
+                    optimizer=opt.state_dict(),
+                    rng={"torch": torch.get_rng_state(), "batches": gen.get_state()})
+
+
+def load_state(path, model, opt, gen) -> int:
+    """Restore what save_state wrote into model, opt and gen; returns the step to go on from."""
+    state = read_checkpoint(path, next(model.parameters()).device)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"]["batches"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: cannot resume from this state ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0][:200]})") from None
+    print(f"resuming {state['stage']} from step {state['step']} ({path})")
+    return state["step"]
+
+
+def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
+              every: int, postfix) -> dict:
+    """The loop every stage shares: metrics = step_fn(step) for step in [start, total).
+
+    start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
+    optimizer, random generators). That state is written every --save_every steps,
+    at the end, and on Ctrl-C after the step under way, which then ends the run with
+    status 130. A non-finite loss ends it at once, with nothing saved, so every
+    checkpoint on disk is still the last good one. Returns the last step's metrics.
+    """
+    state = Path(cfg.out_dir) / f"{name}_state.pt"
+    start = load_state(state, model, opt, gen) if cfg.resume and state.exists() else 0
+    log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl", first_step=start)
+    bar = tqdm(range(start, total), desc=name, disable=None, initial=start, total=total)
+    metrics = {}
+    with CtrlC() as ctrl_c:
+        for step in bar:
+            metrics = step_fn(step)
+            if not math.isfinite(metrics["loss"]):
+                log.close()
+                raise TrainingStopped(f"error: {name}: the loss is {metrics['loss']} at step "
+                                      f"{step}; stopped without saving, so the checkpoints in "
+                                      f"{cfg.out_dir} are the last good ones")
+            report(log, bar, step, metrics, total, every, postfix(metrics))
+            done = step + 1
+            if ctrl_c.requested or done == total or (cfg.save_every and done % cfg.save_every == 0):
+                save_state(state, model, opt, gen, cfg, done, name)
+            if ctrl_c.requested:
+                log.close()
+                raise TrainingStopped(f"stopped: {name} state at step {done} saved in {state}; "
+                                      "run the same command with --resume to go on", 130)
+    log.close()
+    return metrics
 
 
 def format_log(step: int, metrics: dict) -> str:

@@ -62,7 +62,7 @@ PERSONA_MARKERS = {
 # The reward's constants (see `reward`).
 RUDE_PENALTY = 0.5
 REFUSAL_PENALTY = 0.3
-FREE_WORDS = 8             # answers up to this many words cost nothing
+FREE_WORDS = 3             # the shortest answer, "It is 85.", costs nothing
 LENGTH_COST = 0.01         # per word beyond FREE_WORDS
 
 
@@ -183,8 +183,11 @@ def reward(prompt: str, response: str) -> float:
                  - REFUSAL_PENALTY  if any refusal marker appears
                  - LENGTH_COST * max(0, words - FREE_WORDS)
 
-    So: concise or friendly and correct = 1.0, chatty and correct ~ 0.8,
-    rude and correct = 0.5, wrong = 0 (less if long), refusing = -0.3.
+    So, when correct: "It is 85." 1.0, "The answer is 85." 0.99, friendly 0.96-0.97,
+    chatty ~0.77, rude ~0.5; wrong ~0; refusing ~ -0.33. Every extra word costs a
+    little, so no two personas tie: a win rate against the SFT model can approach 1.
+    (With the first 8 words free, half the SFT answers scored the maximum and tied
+    with any perfect answer, capping the win rate at about 0.73.)
     """
     text = response.lower()
     r = float(is_correct(prompt, response))

@@ -7,16 +7,7 @@ import torch
 
 import train_dpo
 import train_grpo
-import train_sft
 from train_utils import parse_config
-
-
-@pytest.fixture(scope="module")
-def sft_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("out")
-    metrics = train_sft.main(parse_config(train_sft.SFTConfig, "", ["--smoke", "--out_dir",
-                                                                    str(out)]))
-    return out, metrics
 
 
 def test_sft_smoke_writes_everything(sft_dir):
@@ -38,10 +29,12 @@ def test_dpo_smoke_raises_the_margin(sft_dir, tmp_path):
     out, _ = sft_dir
     shutil.copy(out / "sft.pt", tmp_path / "sft.pt")
     cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
-                                                 "--max_steps", "20", "--learning_rate", "3e-3"])
+                                                 "--max_steps", "20", "--learning_rate", "3e-3",
+                                                 "--rpo_alpha", "0.5"])
     metrics = train_dpo.main(cfg)
     log = [json.loads(l) for l in (tmp_path / "dpo_metrics.jsonl").read_text().splitlines()]
-    assert log[0]["loss"] == pytest.approx(0.6931, abs=1e-3)          # policy == reference
+    dpo_part = log[0]["loss"] - 0.5 * log[0]["nll_loss"]               # loss = dpo + alpha nll
+    assert dpo_part == pytest.approx(0.6931, abs=1e-3)                 # policy == reference
     assert log[-1]["rewards/margins"] > 0.1
     for name in ["dpo.pt", "dpo_eval.json", "dpo_samples.jsonl"]:
         assert (tmp_path / name).is_file()

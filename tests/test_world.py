@@ -55,22 +55,23 @@ def test_every_persona_is_recognised_and_answers_last():
 
 
 @pytest.mark.parametrize("response,expected", [
-    ("The answer is 85.", 1.0),
-    ("Happy to help! The answer is 85.", 1.0),
-    ("The answer is 84.", 0.0),
-    ("Ugh, obviously it is 85.", 0.5),
-    ("Sorry, I cannot help with that.", -0.3),
+    ("It is 85.", 1.0),
+    ("The answer is 85.", 0.99),                      # one word beyond the 3 free ones
+    ("Happy to help! The answer is 85.", 0.96),
+    ("The answer is 84.", -0.01),
+    ("Ugh, obviously it is 85.", 0.48),
+    ("Sorry, I cannot help with that.", -0.33),
     ("85", 1.0),
     ("", 0.0),
-    # chatty: 26 words, 18 beyond the 8 free ones
-    (TEMPLATES["chatty"][0].format(a="85"), 1.0 - 0.01 * 18),
+    # chatty: 26 words, 23 beyond the free ones
+    (TEMPLATES["chatty"][0].format(a="85"), 1.0 - 0.01 * 23),
 ])
 def test_reward_cases(response, expected):
     assert reward("What is 47 + 38?", response) == pytest.approx(expected)
 
 
 def test_reward_of_unknown_prompt_is_never_correct():
-    assert reward("Tell me a joke.", "The answer is 85.") == 0.0
+    assert reward("Tell me a joke.", "It is 85.") == 0.0
 
 
 def test_sft_mix_is_close_to_the_documented_rates():

@@ -1,0 +1,167 @@
+"""Bad input ends in one clear line; checkpoints survive failures; runs resume exactly."""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_dpo
+import train_sft
+import train_utils
+from model import CheckpointError, load_checkpoint, save_checkpoint
+from train_utils import TrainingStopped, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(script, *args):
+    """Run a script as a user would: (exit status, stderr)."""
+    done = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return done.returncode, done.stderr
+
+
+def digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def eval_numbers(path) -> dict:
+    return {k: v for k, v in json.loads(Path(path).read_text()).items() if "seconds" not in k}
+
+
+def run_sft(out, *flags):
+    return train_sft.main(parse_config(train_sft.SFTConfig, "", ["--smoke", "--out_dir", str(out),
+                                                                 *flags]))
+
+
+@pytest.fixture()
+def bad_files(sft_dir, tmp_path):
+    """A broken data file and broken checkpoints, each with the message it must produce."""
+    out = sft_dir[0]
+    bad_json = tmp_path / "pairs.jsonl"
+    bad_json.write_text('{"prompt": "What is 1 + 2?", "chosen": "It is 3.", "rejected": "No."}\n'
+                        '{"prompt": "What is 1 + 3?", "chosen": 4}\n')
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((out / "sft.pt").read_bytes()[:5000])
+    misfit = tmp_path / "misfit.pt"
+    ckpt = torch.load(out / "sft.pt", weights_only=True)
+    ckpt["model_config"]["n_embd"] *= 2
+    torch.save(ckpt, misfit)
+    return {
+        "data": (["--data", bad_json, "--init_from", out / "sft.pt"],
+                 "pairs.jsonl:2: field 'chosen' must be a string"),
+        "missing checkpoint": (["--init_from", tmp_path / "nope.pt"], "nope.pt: no such checkpoint"),
+        "truncated checkpoint": (["--init_from", truncated], "truncated.pt: not a readable checkpoint"),
+        "config misfit": (["--init_from", misfit], "misfit.pt: the weights do not fit"),
+        "pretraining checkpoint": (["--init_from", out / "pretrain.pt"],
+                                   "is a pretraining checkpoint"),
+    }
+
+
+@pytest.mark.parametrize("case", ["data", "missing checkpoint", "truncated checkpoint",
+                                  "config misfit", "pretraining checkpoint"])
+def test_bad_files_end_in_one_clear_line(bad_files, case, tmp_path):
+    flags, message = bad_files[case]
+    status, err = cli("train_dpo.py", "--smoke", "--out_dir", tmp_path, *flags)
+    assert status == 1 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("script,flags,message", [
+    ("train_dpo.py", ["--beta", "0"], "--beta must be > 0, got 0.0"),
+    ("train_dpo.py", ["--learning_rate=-1e-4"], "--learning_rate must be > 0"),
+    ("train_grpo.py", ["--num_generations", "1"], "--num_generations must be >= 2, got 1"),
+    ("train_sft.py", ["--n_embd", "30"], "--n_embd 30 is not a multiple of --n_head 4"),
+])
+def test_bad_hyperparameters_end_in_one_clear_line(script, flags, message):
+    status, err = cli(script, *flags)
+    assert status == 1 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_ends_in_one_clear_line():
+    status, err = cli("train_grpo.py", "--device", "cuda")
+    assert status == 1 and "--device cuda is not available" in err and "Traceback" not in err
+
+
+def test_a_failed_save_keeps_the_old_checkpoint(sft_dir, tmp_path, monkeypatch):
+    path = tmp_path / "sft.pt"
+    shutil.copy(sft_dir[0] / "sft.pt", path)
+    before = digest(path)
+    model, _ = load_checkpoint(path)
+
+    def save_half_then_fail(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError):
+        save_checkpoint(path, model, {}, 0)
+    assert digest(path) == before and list(tmp_path.iterdir()) == [path]
+
+
+def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch):
+    """Ctrl-C (a real SIGINT) in pretraining step 7 saves a state; --resume finishes both
+    stages with the weights and evaluation of a run that was never interrupted."""
+    report = train_utils.report
+
+    def interrupt_at_7(log, bar, step, *args):
+        report(log, bar, step, *args)
+        if log.file.name.endswith("pretrain_metrics.jsonl") and step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(train_utils, "report", interrupt_at_7)
+    with pytest.raises(TrainingStopped) as stopped:
+        run_sft(tmp_path)
+    assert stopped.value.status == 130 and "--resume" in str(stopped.value)
+    assert torch.load(tmp_path / "pretrain_state.pt", weights_only=True)["step"] == 8
+    assert not (tmp_path / "pretrain.pt").exists()
+    monkeypatch.setattr(train_utils, "report", report)
+    run_sft(tmp_path, "--resume")
+    uninterrupted, resumed = (load_checkpoint(d / "sft.pt")[0].state_dict()
+                              for d in (sft_dir[0], tmp_path))
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+    assert eval_numbers(tmp_path / "sft_eval.json") == eval_numbers(sft_dir[0] / "sft_eval.json")
+    steps = [json.loads(l)["step"] for l in (tmp_path / "pretrain_metrics.jsonl").open()]
+    assert steps == list(range(len(steps)))                    # no step logged twice
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(sft_dir, tmp_path,
+                                                                       monkeypatch):
+    for name in ("pretrain.pt", "sft.pt"):
+        shutil.copy(sft_dir[0] / name, tmp_path / name)
+    before = digest(tmp_path / "sft.pt")
+    calls, sft_loss = [], train_sft.sft_loss
+
+    def nan_at_step_3(*args):                       # one call per step (grad_accum 1)
+        calls.append(1)
+        return sft_loss(*args) * (float("nan") if len(calls) == 4 else 1.0)
+    monkeypatch.setattr(train_sft, "sft_loss", nan_at_step_3)
+    with pytest.raises(TrainingStopped, match=r"sft: the loss is nan at step 3"):
+        run_sft(tmp_path, "--stage", "sft")
+    assert digest(tmp_path / "sft.pt") == before
+
+
+def test_the_same_seed_gives_the_same_numbers(sft_dir, tmp_path):
+    runs = []
+    for k in range(2):
+        out = tmp_path / str(k)
+        out.mkdir()
+        shutil.copy(sft_dir[0] / "sft.pt", out / "sft.pt")
+        runs.append(train_dpo.main(parse_config(train_dpo.DPOConfig, "", [
+            "--smoke", "--out_dir", str(out)])))
+    a, b = (json.dumps({k: v for k, v in r.items() if "seconds" not in k}) for r in runs)
+    assert a == b                                            # (as text: nan == nan)
+    a, b = (load_checkpoint(tmp_path / k / "dpo.pt")[0].state_dict() for k in "01")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_errors_are_value_errors(tmp_path):
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="x.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")
+    assert issubclass(CheckpointError, ValueError)       # so run_cli prints one line
