@@ -1,13 +1,25 @@
-"""Benchmarks that print a table (timings are medians of --repeats runs in one process).
+"""Benchmarks that print a table for this machine (medians of --repeats timed runs).
 
-    python bench.py                    # sampling: KV cache vs the naive sampler, G = 8
+    python bench.py                          # the default model, on the default device
+    python bench.py --n_layer 8 --n_embd 512 --block_size 256 --batch_size 32   # a bigger one
 
-Sampling throughput is what GRPO spends most of its time on. Both samplers draw
-the same tokens (tests/test_model.py holds them to it), so tokens/s compare
-like for like. Uses OUT_DIR/sft.pt if it exists, else a fresh model of the
-default size (the speed does not depend on the weights, the lengths do).
+Rows:
+    matmul peak      this machine's own measured matmul FLOP/s (fp32 on CPU, bf16 on
+                     CUDA): the yardstick for the next row
+    train step       a pretraining step (forward, backward, AdamW) on packed rows:
+                     tokens/s, and model FLOP/s as a fraction of the matmul peak (MFU).
+                     FLOPs per token = 6 N + 12 n_layer n_embd block_size (N: the
+                     parameters that multiply, i.e. without the position table)
+    dpo step         one DPO step on --batch_size pairs, reference log-probs precomputed
+    sampling         GRPO's rollout: prompts x G answers with the KV cache, and with the
+                     naive sampler (a full forward per token, one row at a time). Both
+                     draw the same tokens (tests/test_model.py holds them to it)
+Peak memory is the process's peak resident set on CPU, and the peak allocated by
+each benchmark on CUDA. Uses OUT_DIR/sft.pt for sampling if it exists (the lengths of
+the answers depend on the weights, the speed per token does not).
 """
 
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -15,59 +27,147 @@ from pathlib import Path
 
 import torch
 
-from data.batching import end_id, prompt_ids
+from data.batching import chat_batch, end_id, prompt_ids, stream_batch, token_stream
 from data.evaluation import MAX_NEW_TOKENS
 from data.tokenizer import get_tokenizer
-from data.world import eval_prompts
-from model import GPT, GPTConfig, get_device, load_checkpoint, sample, sample_naive
-from train_utils import flag, print_table, run_cli
+from data.world import eval_prompts, pretrain_lines
+from losses import dpo_loss, sft_loss
+from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, sample, sample_naive
+from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
+from train_utils import flag, make_optimizer, optimizer_step, print_table, run_cli
 
 
 @dataclass
 class BenchConfig:
-    out_dir: str = flag("out", "folder holding sft.pt (optional)")
+    out_dir: str = flag("out", "folder holding sft.pt (optional, for the sampling rows)")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
+    repeats: int = flag(5, "timed runs per row (the median is reported)")
+    steps: int = flag(10, "training steps per timed run")
+    n_layer: int = flag(3, "model size for the training rows (default: train_sft.py's)")
+    n_embd: int = flag(96, "embedding width")
+    n_head: int = flag(4, "attention heads")
+    block_size: int = flag(64, "context length")
+    batch_size: int = flag(32, "rows (pretraining) or pairs (DPO) per step")
     prompts: int = flag(16, "prompts per sampling call")
     num_generations: int = flag(8, "G: samples per prompt")
-    repeats: int = flag(3, "timed runs per sampler (the median is reported)")
-    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
+    skip_naive: bool = flag(False, "leave out the naive sampler (slow on big models)")
 
 
-def timed(fn, device):
+def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
+
+
+def median_seconds(fn, device, repeats: int) -> float:
+    """Median wall time of fn() over `repeats` runs, after one untimed warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory_mb(device) -> float:
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, out
+        mb = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        return mb
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: kB
+
+
+def matmul_peak(device, repeats: int) -> float:
+    """FLOP/s of a large square matmul in the dtype training runs its matmuls in."""
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / median_seconds(lambda: a @ b, device, repeats)
+
+
+def bench_training(cfg, model_cfg, device) -> dict:
+    model = GPT(model_cfg).to(device)
+    opt = make_optimizer(model, 1e-3, 0.1, device)
+    stream, starts = token_stream(pretrain_lines(5000, seed=0))
+    gen = torch.Generator().manual_seed(0)
+
+    def steps():
+        for _ in range(cfg.steps):
+            inputs, targets, positions, attn_mask = stream_batch(
+                stream, starts, cfg.batch_size, cfg.block_size, gen, device)
+            with autocast(device):
+                loss = sft_loss(model(inputs, positions, attn_mask), targets, None)
+            loss.backward()
+            optimizer_step(model, opt, 1.0)
+
+    seconds = median_seconds(steps, device, cfg.repeats) / cfg.steps
+    n = model.num_params() - model.wpe.weight.numel()
+    flops_per_token = 6 * n + 12 * model_cfg.n_layer * model_cfg.n_embd * model_cfg.block_size
+    tokens = cfg.batch_size * cfg.block_size
+    return {"per second": tokens / seconds, "unit": "tokens",
+            "GFLOP/s": flops_per_token * tokens / seconds / 1e9,
+            "params (M)": model.num_params() / 1e6}
+
+
+def bench_dpo(cfg, model_cfg, device) -> dict:
+    policy = GPT(model_cfg).to(device)
+    opt = make_optimizer(policy, 1e-4, 0.0, device)
+    pairs = offpolicy_pairs(eval_prompts(256), DPOConfig(), seed=0)
+    batch = encode_pairs(pairs, model_cfg.block_size, "bench pairs")[:cfg.batch_size]
+    with torch.no_grad():
+        ref = pair_logps(policy, batch, device)
+
+    def steps():
+        for _ in range(cfg.steps):
+            out = pair_logps(policy, batch, device)
+            dpo_loss(out[0], out[1], ref[0], ref[1])[0].mean().backward()
+            optimizer_step(policy, opt, 1.0)
+
+    return {"per second": cfg.steps / median_seconds(steps, device, cfg.repeats),
+            "unit": "steps"}
+
+
+def bench_sampling(cfg, device) -> dict:
+    ckpt = Path(cfg.out_dir) / "sft.pt"
+    model = load_checkpoint(ckpt, device)[0] if ckpt.exists() else \
+        GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab)).to(device)
+    model.eval()
+    prompts = [prompt_ids(p) for p in eval_prompts(cfg.prompts)]
+    rows = {}
+    for name, sampler in [("kv cache", sample), ("naive", sample_naive)][:1 + (not cfg.skip_naive)]:
+        gen = torch.Generator()
+
+        def run():
+            gen.manual_seed(0)
+            return sampler(model, prompts, MAX_NEW_TOKENS, end_id(), 1.0, None,
+                           cfg.num_generations, gen)
+        n_tokens = int(run()[1].sum())
+        rows[f"sampling, {name}"] = {"per second": n_tokens / median_seconds(
+            run, device, cfg.repeats), "unit": "tokens", "tokens": n_tokens}
+    return rows
 
 
 def main(cfg: BenchConfig) -> dict:
     device = get_device(cfg.device)
-    ckpt = Path(cfg.out_dir) / "sft.pt"
-    if ckpt.exists():
-        model, _ = load_checkpoint(ckpt, device)
-    else:
-        model = GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab)).to(device)
-    model.eval()
-    prompts = [prompt_ids(p) for p in eval_prompts(cfg.prompts)]
-    rows = {}
-    for name, sampler in [("kv cache", sample), ("naive", sample_naive)]:
-        times = []
-        for r in range(cfg.repeats):
-            gen = torch.Generator().manual_seed(r)
-            dt, (tokens, mask) = timed(lambda: sampler(model, prompts, MAX_NEW_TOKENS, end_id(),
-                                                       1.0, None, cfg.num_generations, gen),
-                                       device)
-            times.append(dt)
-            n_tokens = int(mask.sum())
-        median = statistics.median(times)
-        rows[name] = {"seconds (median)": median, "tokens": n_tokens,
-                      "tokens/s": n_tokens / median}
-    rows["kv cache"]["speedup"] = rows["naive"]["seconds (median)"] / \
-        rows["kv cache"]["seconds (median)"]
-    print_table(rows, title=f"\nSampling {cfg.prompts} prompts x G={cfg.num_generations} on "
-                            f"{device.type} ({'sft.pt' if ckpt.exists() else 'fresh model'})")
+    torch.manual_seed(0)
+    model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)
+    peak = matmul_peak(device, cfg.repeats)
+    rows = {"matmul peak": {"GFLOP/s": peak / 1e9, "peak MB": peak_memory_mb(device)}}
+    for name, fn in [("train step", lambda: bench_training(cfg, model_cfg, device)),
+                     ("dpo step", lambda: bench_dpo(cfg, model_cfg, device))]:
+        rows[name] = {**fn(), "peak MB": peak_memory_mb(device)}
+    for name, row in bench_sampling(cfg, device).items():
+        rows[name] = {**row, "peak MB": peak_memory_mb(device)}
+    rows["train step"]["MFU"] = rows["train step"]["GFLOP/s"] * 1e9 / peak
+    if "sampling, naive" in rows:
+        rows["sampling, kv cache"]["speedup"] = (rows["sampling, kv cache"]["per second"] /
+                                                 rows["sampling, naive"]["per second"])
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print_table(rows, title=f"\nbench on {device.type}{threads}: {cfg.n_layer} layers x "
+                            f"{cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}; "
+                            f"sampling {cfg.prompts} prompts x G={cfg.num_generations}")
     return rows
 
 

@@ -43,10 +43,11 @@ from data.batching import chat_batch, encode_rows, read_jsonl, write_jsonl
 from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
-from model import autocast, get_device, save_checkpoint
-from train_utils import (AlignConfig, flag, load_policy_and_reference, make_optimizer,
-                         optimizer_step, print_table, run_cli, run_steps, save_json, set_lr,
-                         set_seed, smoke_config)
+from model import autocast, save_checkpoint
+from train_utils import (AlignConfig, barrier, flag, for_training, is_main,
+                         load_policy_and_reference, make_optimizer, optimizer_step, print_table,
+                         run_cli, run_steps, save_json, set_lr, set_seed, setup_device, shard,
+                         smoke_config)
 
 # The default beta of each objective. IPO's tau acts on per-token means here: 0.1 asks
 # for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33), 0.5 for one nat.
@@ -136,13 +137,13 @@ def build_pairs(ref_model, init, cfg):
         cache = Path(cfg.out_dir) / (f"pairs_{cfg.pairs}_n{cfg.num_prompts}_k"
                                      f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
                                      f"s{cfg.seed}.jsonl")
-        if cache.exists() and cache.stat().st_mtime > init.stat().st_mtime:
-            train = read_jsonl(cache, ("prompt", "chosen", "rejected"))
-        else:
+        fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
+        if is_main() and not fresh:  # one process builds them, the others wait and read
             prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
-            train = onpolicy_pairs(ref_model, prompts, cfg, cfg.seed) if cfg.pairs == "onpolicy" \
-                else offpolicy_pairs(prompts, cfg, cfg.seed)
-            write_jsonl(cache, train)
+            write_jsonl(cache, onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
+                        if cfg.pairs == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
+        barrier()
+        train = read_jsonl(cache, ("prompt", "chosen", "rejected"))
     heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
         cfg, label_temperature=0.0), cfg.seed + 1)
     return train, heldout
@@ -174,14 +175,16 @@ def reference_logps(ref_model, encoded, device, batch_size=128):
     return [torch.cat([p[k] for p in parts]).float() for k in range(4)]
 
 
-def preference_loss(cfg, policy, ref):
-    """Dispatch to the chosen loss; policy and ref are (sum_c, sum_r, mean_c, mean_r)."""
+def preference_loss(cfg, policy, ref, loss_fn=None):
+    """Dispatch to the chosen loss; policy and ref are (sum_c, sum_r, mean_c, mean_r).
+    loss_fn, if given, stands in for the losses.py function of cfg.loss (same signature)."""
     if cfg.loss == "dpo":
-        return dpo_loss(policy[0], policy[1], ref[0], ref[1], cfg.beta, cfg.label_smoothing)
+        return (loss_fn or dpo_loss)(policy[0], policy[1], ref[0], ref[1], cfg.beta,
+                                     cfg.label_smoothing)
     if cfg.loss == "ipo":
         k = 0 if cfg.ipo_sum else 2
-        return ipo_loss(policy[k], policy[k + 1], ref[k], ref[k + 1], cfg.beta)
-    return simpo_loss(policy[2], policy[3], cfg.beta, cfg.gamma)
+        return (loss_fn or ipo_loss)(policy[k], policy[k + 1], ref[k], ref[k + 1], cfg.beta)
+    return (loss_fn or simpo_loss)(policy[2], policy[3], cfg.beta, cfg.gamma)
 
 
 # ------------------------------------------------------------------ checks
@@ -201,22 +204,24 @@ def warn_if_suspicious(cfg, pairs):
 
 # ------------------------------------------------------------------ main
 
-def train(cfg, policy, ref_model, encoded, ref, device):
+def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
+    net = for_training(policy)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = torch.randint(len(encoded), (cfg.batch_size,), generator=gen)
+        idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=gen), cfg.batch_size)
         batch = [encoded[i] for i in idx.tolist()]
-        policy_out = pair_logps(policy, batch, device)
+        policy_out = pair_logps(net, batch, device)
         if cfg.live_ref:
             with torch.no_grad():
                 ref_out = pair_logps(ref_model, batch, device)
         else:
             ref_out = [r[idx].to(device) for r in ref]
-        losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
+        losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out,
+                                                                   loss_fn)
         nll = -policy_out[2].mean()                    # chosen answers' mean -log pi per token
         loss = losses.mean() + cfg.rpo_alpha * nll     # RPO (Pang et al. 2024, eq. 1)
         loss.backward()
@@ -235,24 +240,26 @@ def train(cfg, policy, ref_model, encoded, ref, device):
 
 
 @torch.no_grad()
-def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device):
+def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device, loss_fn=None):
     """Share of held-out pairs where the policy's implicit reward ranks chosen above rejected."""
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")
     policy_out = reference_logps(policy, encoded, device)
     ref_out = reference_logps(ref_model, encoded, device)
-    _, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out)
+    _, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out, loss_fn)
     return (chosen_rewards > rejected_rewards).float().mean().item()
 
 
-def main(cfg: DPOConfig) -> dict:
+def main(cfg: DPOConfig, loss_fn=None) -> dict:
+    """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
+    pass their own) replaces the losses.py function of --loss, with the same signature."""
     if cfg.smoke:
         cfg = smoke_config(cfg, SMOKE)
     if cfg.beta is None:
         cfg = replace(cfg, beta=BETA[cfg.loss])
     set_seed(cfg.seed)
-    device = get_device(cfg.device)
+    device = setup_device(cfg.device)
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
     train_pairs, heldout = build_pairs(ref_model, init, cfg)
@@ -261,8 +268,10 @@ def main(cfg: DPOConfig) -> dict:
     ref = None if cfg.live_ref else reference_logps(ref_model, encoded, device)
     print(f"{cfg.loss} on {len(encoded)} pairs, beta {cfg.beta}, "
           f"{'live' if cfg.live_ref else 'precomputed'} reference")
-    train(cfg, policy, ref_model, encoded, ref, device)
+    train(cfg, policy, ref_model, encoded, ref, device, loss_fn)
     train_seconds = time.time() - t0
+    if not is_main():
+        return {}
     save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", policy, asdict(cfg), cfg.max_steps,
                     stage=cfg.loss)
 
@@ -274,7 +283,7 @@ def main(cfg: DPOConfig) -> dict:
     after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
     after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
     after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, heldout,
-                                                               device)
+                                                               device, loss_fn)
     after["train_seconds"] = train_seconds
     save_json(out / f"{cfg.loss}_eval.json", after)
     print_table({"sft": before, cfg.loss: after},

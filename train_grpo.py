@@ -41,10 +41,10 @@ from data.batching import chat_batch, decode_completion, end_id, prompt_ids
 from data.evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
 from data.world import eval_prompts, final_answer, is_correct, rl_rows
 from losses import grpo_advantages, grpo_loss, token_logprobs
-from model import autocast, get_device, sample, save_checkpoint
-from train_utils import (AlignConfig, flag, load_policy_and_reference, make_optimizer,
-                         optimizer_step, print_table, run_cli, run_steps, save_json, set_lr,
-                         set_seed, smoke_config)
+from model import autocast, sample, save_checkpoint
+from train_utils import (AlignConfig, flag, for_training, is_main, load_policy_and_reference,
+                         make_optimizer, optimizer_step, print_table, run_cli, run_steps,
+                         save_json, set_lr, set_seed, setup_device, shard, smoke_config)
 
 
 @dataclass
@@ -113,13 +113,15 @@ def rollout(policy, prompts, cfg, gen, device):
 def train(cfg, policy, ref_model, device):
     prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 200)]
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
+    net = for_training(policy)   # several processes: each samples whole groups for its prompts
     gen = torch.Generator().manual_seed(cfg.seed)
     G = cfg.num_generations
 
     def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist()
+        idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist(),
+                    cfg.prompts_per_step)
         batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
         rewards = batch["correct"] + batch["format"]                       # (N,)
         advantages = grpo_advantages(rewards, G, cfg.scale_rewards).to(device)
@@ -128,7 +130,7 @@ def train(cfg, policy, ref_model, device):
             ref_logps = completion_logps(ref_model, *args) if cfg.beta > 0 else None
         old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
         for _ in range(cfg.num_iterations):
-            logps = completion_logps(policy, *args)
+            logps = completion_logps(net, *args)
             if old_logps is None:
                 old_logps = logps.detach()
             loss, stats = grpo_loss(logps, old_logps, ref_logps, advantages, batch["mask"],
@@ -161,13 +163,15 @@ def main(cfg: GRPOConfig) -> dict:
     if cfg.smoke:
         cfg = smoke_config(cfg, SMOKE)
     set_seed(cfg.seed)
-    device = get_device(cfg.device)
+    device = setup_device(cfg.device)
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
     print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "
           f"per step, beta {cfg.beta}, loss {cfg.loss_type}")
     train(cfg, policy, ref_model if cfg.beta > 0 else None, device)
     train_seconds = time.time() - t0
+    if not is_main():
+        return {}
     out = Path(cfg.out_dir)
     save_checkpoint(out / "grpo.pt", policy, asdict(cfg), cfg.max_steps, stage="grpo")
 

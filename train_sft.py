@@ -28,9 +28,10 @@ from data.evaluation import evaluate
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
-from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from train_utils import (RunConfig, flag, make_optimizer, optimizer_step, print_table, run_cli,
-                         run_steps, save_json, set_lr, set_seed, smoke_config)
+from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
+from train_utils import (RunConfig, flag, for_training, is_main, make_optimizer, optimizer_step,
+                         print_table, run_cli, run_steps, save_json, set_lr, set_seed, setup_device,
+                         shard, smoke_config)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr
           device) -> None:
     """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping."""
     opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
-    model.train()
+    net = for_training(model.train())
 
     def step_fn(step):
         t0 = time.time()
@@ -92,7 +93,7 @@ def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr
         for _ in range(cfg.grad_accum):
             inputs, targets, mask, positions, attn_mask = next_batch()
             with autocast(device):
-                logits = model(inputs, positions, attn_mask)
+                logits = net(inputs, positions, attn_mask)
                 loss = sft_loss(logits, targets, mask) / cfg.grad_accum
             loss.backward()
             tokens += inputs.numel()
@@ -119,13 +120,16 @@ def pretrain(cfg: SFTConfig, device) -> GPT:
           f"{len(lines):,} lines, {len(stream):,} tokens")
 
     def next_batch():  # every token is a target: loss mask None
-        inputs, targets, positions, attn_mask = stream_batch(
-            stream, starts, cfg.pretrain_batch_size, cfg.block_size, gen, device)
+        inputs, targets, positions, attn_mask = (shard(t, cfg.pretrain_batch_size) for t in
+                                                 stream_batch(stream, starts, cfg.pretrain_batch_size,
+                                                              cfg.block_size, gen, device))
         return inputs, targets, None, positions, attn_mask
 
     steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
     train(model, cfg, "pretrain", next_batch, gen, steps, cfg.learning_rate, device)
-    save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), steps, stage="pretrain")
+    if is_main():
+        save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), steps,
+                        stage="pretrain")
     return model
 
 
@@ -142,13 +146,15 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
     print(f"SFT on {len(pairs):,} rows")
 
     def next_batch():
-        idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
+        idx = shard(torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist(),
+                    cfg.batch_size)
         return *chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device), \
             None, None  # rows start at position 0, plain causal attention
 
     steps = min(cfg.sft_steps, cfg.max_steps or cfg.sft_steps)
     train(model, cfg, "sft", next_batch, gen, steps, cfg.sft_learning_rate, device)
-    save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), steps, stage="sft")
+    if is_main():
+        save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), steps, stage="sft")
     return model
 
 
@@ -156,13 +162,15 @@ def main(cfg: SFTConfig) -> dict:
     if cfg.smoke:
         cfg = smoke_config(cfg, SMOKE)
     set_seed(cfg.seed)
-    device = get_device(cfg.device)
+    device = setup_device(cfg.device)
     t0 = time.time()
     model = pretrain(cfg, device) if cfg.stage in ("pretrain", "all") else None
     if cfg.stage == "pretrain":
         return {"seconds_total": time.time() - t0}
     model = supervised_finetune(cfg, device, model)
     train_seconds = time.time() - t0
+    if not is_main():
+        return {}
     out = Path(cfg.out_dir)
     metrics, _, _ = evaluate(model, eval_prompts(cfg.eval_prompts, digits=cfg.digits),
                           seed=cfg.seed, samples_path=out / "sft_samples.jsonl")

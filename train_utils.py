@@ -3,9 +3,11 @@ optimizer and its schedule, the training loop with its checkpoints, resume, Ctrl
 and NaN guard, the metrics file, and the before/after table."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model import load_checkpoint, read_checkpoint, save_checkpoint
+from model import get_device, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def parse_config(config_cls, description: str, argv=None):
@@ -40,11 +44,16 @@ def run_cli(main, config_cls, doc: str) -> None:
     a stopped run (Ctrl-C, a non-finite loss) in its message and its own status."""
     try:
         main(parse_config(config_cls, doc.split("\n")[0]))
+        if dist.is_initialized():
+            dist.destroy_process_group()
     except ValueError as e:
         sys.exit(f"error: {e}")
     except TrainingStopped as e:
         print(e, file=sys.stderr)
         sys.exit(e.status)
+    except KeyboardInterrupt:
+        print("interrupted (nothing saved since the last checkpoint)", file=sys.stderr)
+        sys.exit(130)
 
 
 def flag(default, help: str, **extra):
@@ -102,6 +111,48 @@ def smoke_config(cfg, smoke: dict):
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     return dataclasses.replace(cfg, **{k: v for k, v in smoke.items()
                                       if getattr(cfg, k) == defaults[k]})
+
+
+# ------------------------------------------------------------------ several processes
+# Under `torchrun --nproc_per_node=N`, every process draws the same global batch (same
+# seed) and trains on its own slice of it; DDP averages the gradients, so N processes
+# take the steps one process would take on the whole batch. Rank 0 logs and saves.
+
+def setup_device(name: str) -> torch.device:
+    """The device to train on; first joins the process group when torchrun started
+    several processes (NCCL on CUDA, each process on the GPU of its LOCAL_RANK; gloo on CPU)."""
+    device = get_device(name)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def shard(rows, total: int):
+    """This process's share of a global batch of `total` rows (all of it in one process)."""
+    if total % world_size():
+        raise ValueError(f"a batch of {total} does not split evenly over {world_size()} processes")
+    return rows[dist.get_rank()::world_size()] if dist.is_initialized() else rows
+
+
+def for_training(model):
+    """The model wrapped for gradient averaging when there are several processes."""
+    return DistributedDataParallel(model) if world_size() > 1 else model
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def set_seed(seed: int) -> None:
@@ -163,6 +214,12 @@ class MetricsLog:
     def close(self):
         self.file.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class TrainingStopped(Exception):
     """A run that stopped early, with the message to print and the exit status to use."""
@@ -215,38 +272,45 @@ def load_state(path, model, opt, gen) -> int:
 
 
 def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
-              every: int, postfix) -> dict:
+              every: int, postfix) -> None:
     """The loop every stage shares: metrics = step_fn(step) for step in [start, total).
 
     start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
     optimizer, random generators). That state is written every --save_every steps,
     at the end, and on Ctrl-C after the step under way, which then ends the run with
     status 130. A non-finite loss ends it at once, with nothing saved, so every
-    checkpoint on disk is still the last good one. Returns the last step's metrics.
+    checkpoint on disk is still the last good one.
     """
     state = Path(cfg.out_dir) / f"{name}_state.pt"
+    if cfg.resume and not state.exists():
+        print(f"note: --resume: no {state}, so {name} starts from step 0")
     start = load_state(state, model, opt, gen) if cfg.resume and state.exists() else 0
-    log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl", first_step=start)
-    bar = tqdm(range(start, total), desc=name, disable=None, initial=start, total=total)
-    metrics = {}
-    with CtrlC() as ctrl_c:
+    main = is_main()
+    log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl", first_step=start) if main \
+        else contextlib.nullcontext()
+    bar = tqdm(range(start, total), desc=name, disable=None if main else True, initial=start,
+               total=total)
+    with CtrlC() as ctrl_c, log:
         for step in bar:
             metrics = step_fn(step)
+            stop = ctrl_c.requested
+            if world_size() > 1:  # every process must see the same loss and the same Ctrl-C
+                both = torch.tensor([metrics["loss"], float(stop)],
+                                    device=next(model.parameters()).device)
+                dist.all_reduce(both)
+                metrics["loss"], stop = both[0].item() / world_size(), both[1].item() > 0
             if not math.isfinite(metrics["loss"]):
-                log.close()
                 raise TrainingStopped(f"error: {name}: the loss is {metrics['loss']} at step "
                                       f"{step}; stopped without saving, so the checkpoints in "
                                       f"{cfg.out_dir} are the last good ones")
-            report(log, bar, step, metrics, total, every, postfix(metrics))
             done = step + 1
-            if ctrl_c.requested or done == total or (cfg.save_every and done % cfg.save_every == 0):
-                save_state(state, model, opt, gen, cfg, done, name)
-            if ctrl_c.requested:
-                log.close()
+            if main:
+                report(log, bar, step, metrics, total, every, postfix(metrics))
+                if stop or done == total or (cfg.save_every and done % cfg.save_every == 0):
+                    save_state(state, model, opt, gen, cfg, done, name)
+            if stop:
                 raise TrainingStopped(f"stopped: {name} state at step {done} saved in {state}; "
                                       "run the same command with --resume to go on", 130)
-    log.close()
-    return metrics
 
 
 def format_log(step: int, metrics: dict) -> str:

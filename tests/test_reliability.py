@@ -13,7 +13,6 @@ import torch
 
 import train_dpo
 import train_sft
-import train_utils
 from model import CheckpointError, load_checkpoint, save_checkpoint
 from train_utils import TrainingStopped, parse_config
 
@@ -106,21 +105,23 @@ def test_a_failed_save_keeps_the_old_checkpoint(sft_dir, tmp_path, monkeypatch):
 
 
 def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch):
-    """Ctrl-C (a real SIGINT) in pretraining step 7 saves a state; --resume finishes both
-    stages with the weights and evaluation of a run that was never interrupted."""
-    report = train_utils.report
+    """Ctrl-C (a real SIGINT) during pretraining step 7 saves a state after that step;
+    --resume finishes both stages with the weights and evaluation of a run that was never
+    interrupted."""
+    optimizer_step, calls = train_sft.optimizer_step, []
 
-    def interrupt_at_7(log, bar, step, *args):
-        report(log, bar, step, *args)
-        if log.file.name.endswith("pretrain_metrics.jsonl") and step == 7:
+    def interrupt_in_step_7(*args):
+        calls.append(1)
+        if len(calls) == 8:
             os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(train_utils, "report", interrupt_at_7)
+        return optimizer_step(*args)
+    monkeypatch.setattr(train_sft, "optimizer_step", interrupt_in_step_7)
     with pytest.raises(TrainingStopped) as stopped:
         run_sft(tmp_path)
     assert stopped.value.status == 130 and "--resume" in str(stopped.value)
     assert torch.load(tmp_path / "pretrain_state.pt", weights_only=True)["step"] == 8
     assert not (tmp_path / "pretrain.pt").exists()
-    monkeypatch.setattr(train_utils, "report", report)
+    monkeypatch.setattr(train_sft, "optimizer_step", optimizer_step)
     run_sft(tmp_path, "--resume")
     uninterrupted, resumed = (load_checkpoint(d / "sft.pt")[0].state_dict()
                               for d in (sft_dir[0], tmp_path))

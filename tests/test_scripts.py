@@ -41,6 +41,21 @@ def test_dpo_smoke_raises_the_margin(sft_dir, tmp_path):
     assert "win_rate_vs_sft" in metrics and "kl_to_ref" in metrics
 
 
+def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path):
+    """The notebooks pass their own loss; main must use it for every step and the eval."""
+    from losses import dpo_loss
+    calls = []
+
+    def spy(*args):
+        calls.append(1)
+        return dpo_loss(*args)
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
+                                                 "--max_steps", "3"])
+    train_dpo.main(cfg, loss_fn=spy)
+    assert len(calls) >= 3
+
+
 def test_grpo_smoke_raises_the_reward_of_a_trivial_rule(sft_dir, tmp_path, monkeypatch):
     """A rule a random tiny model already meets sometimes: the share of spaces in its
     answer. GRPO must raise it, and write its files."""
@@ -81,9 +96,12 @@ def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
         n if f else 0 for n, f in zip(batch["lengths"].tolist(), batch["finished"].tolist())]
 
 
-def test_bench_prints_both_samplers(tmp_path):
+def test_bench_prints_every_row(tmp_path):
     import bench
     rows = bench.main(parse_config(bench.BenchConfig, "", [
-        "--out_dir", str(tmp_path), "--prompts", "2", "--num_generations", "2", "--repeats", "1"]))
-    assert rows["kv cache"]["tokens"] == rows["naive"]["tokens"] > 0   # same tokens drawn
-    assert rows["kv cache"]["speedup"] > 0
+        "--out_dir", str(tmp_path), "--prompts", "2", "--num_generations", "2", "--repeats", "1",
+        "--steps", "1", "--n_layer", "1", "--n_embd", "32", "--n_head", "2", "--batch_size", "4"]))
+    kv, naive = rows["sampling, kv cache"], rows["sampling, naive"]
+    assert kv["tokens"] == naive["tokens"] > 0                    # the same tokens drawn
+    assert rows["matmul peak"]["GFLOP/s"] > 0 and 0 < rows["train step"]["MFU"]
+    assert rows["dpo step"]["per second"] > 0 and kv["speedup"] > 0
