@@ -81,7 +81,7 @@ def peak_memory_mb(device) -> float:
 
 def matmul_peak(device, repeats: int) -> float:
     """FLOP/s of a large square matmul in the dtype training runs its matmuls in."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     return 2 * n**3 / median_seconds(lambda: a @ b, device, repeats)
 
@@ -105,8 +105,7 @@ def bench_training(cfg, model_cfg, device) -> dict:
     n = model.num_params() - model.wpe.weight.numel()
     flops_per_token = 6 * n + 12 * model_cfg.n_layer * model_cfg.n_embd * model_cfg.block_size
     tokens = cfg.batch_size * cfg.block_size
-    return {"per second": tokens / seconds, "unit": "tokens",
-            "GFLOP/s": flops_per_token * tokens / seconds / 1e9,
+    return {"tokens/s": tokens / seconds, "GFLOP/s": flops_per_token * tokens / seconds / 1e9,
             "params (M)": model.num_params() / 1e6}
 
 
@@ -124,8 +123,7 @@ def bench_dpo(cfg, model_cfg, device) -> dict:
             dpo_loss(out[0], out[1], ref[0], ref[1])[0].mean().backward()
             optimizer_step(policy, opt, 1.0)
 
-    return {"per second": cfg.steps / median_seconds(steps, device, cfg.repeats),
-            "unit": "steps"}
+    return {"steps/s": cfg.steps / median_seconds(steps, device, cfg.repeats)}
 
 
 def bench_sampling(cfg, device) -> dict:
@@ -143,8 +141,8 @@ def bench_sampling(cfg, device) -> dict:
             return sampler(model, prompts, MAX_NEW_TOKENS, end_id(), 1.0, None,
                            cfg.num_generations, gen)
         n_tokens = int(run()[1].sum())
-        rows[f"sampling, {name}"] = {"per second": n_tokens / median_seconds(
-            run, device, cfg.repeats), "unit": "tokens", "tokens": n_tokens}
+        rows[f"sampling, {name}"] = {"tokens/s": n_tokens / median_seconds(
+            run, device, cfg.repeats), "tokens": n_tokens}
     return rows
 
 
@@ -162,8 +160,8 @@ def main(cfg: BenchConfig) -> dict:
         rows[name] = {**row, "peak MB": peak_memory_mb(device)}
     rows["train step"]["MFU"] = rows["train step"]["GFLOP/s"] * 1e9 / peak
     if "sampling, naive" in rows:
-        rows["sampling, kv cache"]["speedup"] = (rows["sampling, kv cache"]["per second"] /
-                                                 rows["sampling, naive"]["per second"])
+        rows["sampling, kv cache"]["speedup"] = (rows["sampling, kv cache"]["tokens/s"] /
+                                                 rows["sampling, naive"]["tokens/s"])
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     print_table(rows, title=f"\nbench on {device.type}{threads}: {cfg.n_layer} layers x "
                             f"{cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}; "

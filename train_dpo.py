@@ -206,7 +206,7 @@ def warn_if_suspicious(cfg, pairs):
 
 def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
-    net = for_training(policy)
+    net = for_training(policy, cfg.compile)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step_fn(step):

@@ -113,7 +113,7 @@ def rollout(policy, prompts, cfg, gen, device):
 def train(cfg, policy, ref_model, device):
     prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 200)]
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
-    net = for_training(policy)   # several processes: each samples whole groups for its prompts
+    net = for_training(policy, cfg.compile)  # several processes: each samples its own groups
     gen = torch.Generator().manual_seed(cfg.seed)
     G = cfg.num_generations
 

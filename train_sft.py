@@ -84,7 +84,7 @@ def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr
           device) -> None:
     """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping."""
     opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
-    net = for_training(model.train())
+    net = for_training(model.train(), cfg.compile)
 
     def step_fn(step):
         t0 = time.time()

@@ -69,6 +69,8 @@ class RunConfig:
     seed: int = flag(0, "random seed")
     smoke: bool = flag(False, "a seconds-long run with a tiny setup, for tests")
     resume: bool = flag(False, "continue each stage from OUT_DIR/<stage>_state.pt")
+    compile: bool = flag(False, "torch.compile the model for training (pays off on a GPU "
+                                "after a warm-up; on a CPU it needs a C++ compiler)")
     save_every: int = flag(250, "save a resumable state every this many steps (0: only at "
                                 "the end and on Ctrl-C)", at_least=0)
 
@@ -122,6 +124,8 @@ def setup_device(name: str) -> torch.device:
     """The device to train on; first joins the process group when torchrun started
     several processes (NCCL on CUDA, each process on the GPU of its LOCAL_RANK; gloo on CPU)."""
     device = get_device(name)
+    if device.type == "cuda":  # TF32 tensor cores for the fp32 matmuls autocast leaves
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -145,9 +149,11 @@ def shard(rows, total: int):
     return rows[dist.get_rank()::world_size()] if dist.is_initialized() else rows
 
 
-def for_training(model):
-    """The model wrapped for gradient averaging when there are several processes."""
-    return DistributedDataParallel(model) if world_size() > 1 else model
+def for_training(model, compile: bool = False):
+    """The model wrapped for gradient averaging when there are several processes, and
+    compiled if asked (DDP first, then torch.compile, as PyTorch recommends)."""
+    net = DistributedDataParallel(model) if world_size() > 1 else model
+    return torch.compile(net) if compile else net
 
 
 def barrier() -> None:
@@ -331,12 +337,13 @@ def print_table(columns: dict[str, dict], title: str = "") -> str:
     """Rows = metric names, one column per run (e.g. {"sft": {...}, "dpo": {...}})."""
     names = list(dict.fromkeys(k for col in columns.values() for k in col))
     width = max(len(n) for n in names) + 2
+    cw = max(12, *(len(c) + 2 for c in columns))                          # column width
     lines = [title] if title else []
-    lines.append(" " * width + "".join(f"{c:>12}" for c in columns))
+    lines.append(" " * width + "".join(f"{c:>{cw}}" for c in columns))
     for n in names:
         cells = [columns[c].get(n) for c in columns]
         lines.append(f"{n:<{width}}" + "".join(
-            f"{v:>12.3f}" if isinstance(v, float) else f"{'' if v is None else v:>12}"
+            f"{v:>{cw}.3f}" if isinstance(v, float) else f"{'' if v is None else v:>{cw}}"
             for v in cells))
     text = "\n".join(lines)
     print(text)

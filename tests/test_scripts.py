@@ -104,4 +104,4 @@ def test_bench_prints_every_row(tmp_path):
     kv, naive = rows["sampling, kv cache"], rows["sampling, naive"]
     assert kv["tokens"] == naive["tokens"] > 0                    # the same tokens drawn
     assert rows["matmul peak"]["GFLOP/s"] > 0 and 0 < rows["train step"]["MFU"]
-    assert rows["dpo step"]["per second"] > 0 and kv["speedup"] > 0
+    assert rows["dpo step"]["steps/s"] > 0 and kv["speedup"] > 0
