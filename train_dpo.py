@@ -212,7 +212,7 @@ def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
     def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=gen), cfg.batch_size)
+        idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=gen))
         batch = [encoded[i] for i in idx.tolist()]
         policy_out = pair_logps(net, batch, device)
         if cfg.live_ref:

@@ -120,8 +120,7 @@ def train(cfg, policy, ref_model, device):
     def step_fn(step):
         t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist(),
-                    cfg.prompts_per_step)
+        idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist())
         batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
         rewards = batch["correct"] + batch["format"]                       # (N,)
         advantages = grpo_advantages(rewards, G, cfg.scale_rewards).to(device)

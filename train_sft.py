@@ -120,9 +120,8 @@ def pretrain(cfg: SFTConfig, device) -> GPT:
           f"{len(lines):,} lines, {len(stream):,} tokens")
 
     def next_batch():  # every token is a target: loss mask None
-        inputs, targets, positions, attn_mask = (shard(t, cfg.pretrain_batch_size) for t in
-                                                 stream_batch(stream, starts, cfg.pretrain_batch_size,
-                                                              cfg.block_size, gen, device))
+        inputs, targets, positions, attn_mask = (shard(t) for t in stream_batch(
+            stream, starts, cfg.pretrain_batch_size, cfg.block_size, gen, device))
         return inputs, targets, None, positions, attn_mask
 
     steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
@@ -146,8 +145,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
     print(f"SFT on {len(pairs):,} rows")
 
     def next_batch():
-        idx = shard(torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist(),
-                    cfg.batch_size)
+        idx = shard(torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist())
         return *chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device), \
             None, None  # rows start at position 0, plain causal attention
 

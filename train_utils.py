@@ -142,10 +142,11 @@ def is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def shard(rows, total: int):
-    """This process's share of a global batch of `total` rows (all of it in one process)."""
-    if total % world_size():
-        raise ValueError(f"a batch of {total} does not split evenly over {world_size()} processes")
+def shard(rows):
+    """This process's share of a global batch (a list or a tensor; all of it in one process)."""
+    if len(rows) % world_size():
+        raise ValueError(f"a batch of {len(rows)} does not split evenly over {world_size()} "
+                         "processes")
     return rows[dist.get_rank()::world_size()] if dist.is_initialized() else rows
 
 
