@@ -8,25 +8,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from model import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+# Failures of the launcher's own networking (a port taken between choosing and binding it),
+# not of the code under test: such a launch is tried once more.
+LAUNCH_ERRORS = ("EADDRINUSE", "address already in use", "RendezvousConnectionError",
+                 "DistNetworkError")
+
+
 def run(nproc, script, *args):
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    done = subprocess.run([*launcher, str(ROOT / script), *map(str, args)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    for attempt in range(2):
+        done = subprocess.run([*launcher, str(ROOT / script), *map(str, args)], cwd=ROOT,
+                              env=ENV, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0 or not any(e in done.stderr for e in LAUNCH_ERRORS):
+            break
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def same_weights(a, b, atol=1e-5):
+def max_difference(a, b) -> float:
+    """The largest difference between two checkpoints' weights."""
     a, b = load_checkpoint(a)[0].state_dict(), load_checkpoint(b)[0].state_dict()
-    return all(torch.allclose(a[k], b[k], atol=atol) for k in a)
+    return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
 def losses(path):
@@ -37,10 +45,11 @@ def test_pretraining_on_two_processes_matches_one(tmp_path):
     flags = ["--smoke", "--stage", "pretrain", "--pretrain_steps", "6"]   # 16 rows a step
     run(1, "train_sft.py", *flags, "--out_dir", tmp_path / "one")
     run(2, "train_sft.py", *flags, "--out_dir", tmp_path / "two")
-    assert same_weights(tmp_path / "one" / "pretrain.pt", tmp_path / "two" / "pretrain.pt")
+    diff = max_difference(tmp_path / "one" / "pretrain.pt", tmp_path / "two" / "pretrain.pt")
+    assert diff < 1e-5, diff
     one, two = (losses(tmp_path / d / "pretrain_metrics.jsonl") for d in ("one", "two"))
     assert len(one) == len(two) == 6
-    assert all(abs(a - b) < 1e-4 for a, b in zip(one, two))       # rank 0 logs the mean
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-4, (one, two)  # rank 0 logs the mean
 
 
 def test_dpo_and_grpo_run_on_two_processes(sft_dir, tmp_path):
@@ -50,7 +59,8 @@ def test_dpo_and_grpo_run_on_two_processes(sft_dir, tmp_path):
     flags = ["--smoke", "--max_steps", "4", "--learning_rate", "1e-3"]  # 8 pairs a step
     run(1, "train_dpo.py", *flags, "--out_dir", tmp_path / "one")
     run(2, "train_dpo.py", *flags, "--out_dir", tmp_path / "two")
-    assert same_weights(tmp_path / "one" / "dpo.pt", tmp_path / "two" / "dpo.pt")
+    diff = max_difference(tmp_path / "one" / "dpo.pt", tmp_path / "two" / "dpo.pt")
+    assert diff < 1e-5, diff
     # GRPO samples differ with the process count (each process samples its own groups),
     # so only check that it runs and writes its files
     run(2, "train_grpo.py", "--smoke", "--out_dir", tmp_path / "two")
