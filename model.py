@@ -275,6 +275,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not fit; the message names the file."""
 
 
+def first_line(e: Exception) -> str:
+    """An exception as one short line for an error message: its type and first line."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200] if lines else ''}"
+
+
 def read_checkpoint(path, device="cpu") -> dict:
     """The checkpoint dict, read with weights_only=True, or a CheckpointError saying why not."""
     path = Path(path)
@@ -283,9 +289,7 @@ def read_checkpoint(path, device="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or a pickle weights_only refuses
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
-                              f"{reason})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(e)})") from None
     if not isinstance(ckpt, dict) or not {"model", "model_config"} <= set(ckpt):
         raise CheckpointError(f"{path}: not a checkpoint of this project "
                               "(no 'model' and 'model_config' entries)")
@@ -300,5 +304,5 @@ def load_checkpoint(path, device="cpu") -> tuple[GPT, dict]:
         model.load_state_dict(ckpt["model"])
     except (TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: the weights do not fit the model config it holds "
-                              f"({str(e).strip().splitlines()[0][:200]})") from None
+                              f"({first_line(e)})") from None
     return model, ckpt

@@ -18,8 +18,8 @@ Where this departs from the paper, and why:
   al. 2024, eq. 1: DPO + the chosen answer's length-normalised NLL, weight 1;
   TRL's rpo_alpha): loss = dpo + rpo_alpha * mean_t(-log pi(y_w,t)). Without it
   (--rpo_alpha 0, the paper's loss) DPO's pull on the rejected answers drags the
-  chosen ones down too (their log-probs fell from -2 to -6 nats in 400 steps) and
-  the samples drift into text no persona writes ("The question! Let question!").
+  chosen ones down too (their log-probs fell from -2.0 to -16.7 nats in the 150
+  default steps) and the samples stutter ("it it it it is 15.").
 - Pairs are on-policy by default: several samples per training prompt from the
   SFT model, judged by the toy world's true reward (standing in for a human),
   chosen = best and rejected = worst, ties dropped. The paper used fixed datasets.
@@ -46,8 +46,7 @@ from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
 from model import autocast, save_checkpoint
 from train_utils import (AlignConfig, barrier, flag, for_training, is_main,
                          load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         run_cli, run_steps, save_json, set_lr, set_seed, setup_device, shard,
-                         smoke_config)
+                         run_cli, run_steps, save_json, set_lr, shard, start_run)
 
 # The default beta of each objective. IPO's tau acts on per-token means here: 0.1 asks
 # for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33), 0.5 for one nat.
@@ -130,23 +129,19 @@ def offpolicy_pairs(prompts, cfg, seed):
 
 
 def build_pairs(ref_model, init, cfg):
-    """Training pairs (from --data, or built and cached in out_dir) and held-out pairs."""
+    """Training pairs: from --data, or built and cached in out_dir."""
     if cfg.data:
-        train = read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
-    else:
-        cache = Path(cfg.out_dir) / (f"pairs_{cfg.pairs}_n{cfg.num_prompts}_k"
-                                     f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
-                                     f"s{cfg.seed}.jsonl")
-        fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
-        if is_main() and not fresh:  # one process builds them, the others wait and read
-            prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
-            write_jsonl(cache, onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
-                        if cfg.pairs == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
-        barrier()
-        train = read_jsonl(cache, ("prompt", "chosen", "rejected"))
-    heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
-        cfg, label_temperature=0.0), cfg.seed + 1)
-    return train, heldout
+        return read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
+    cache = Path(cfg.out_dir) / (f"pairs_{cfg.pairs}_n{cfg.num_prompts}_k"
+                                 f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
+                                 f"s{cfg.seed}.jsonl")
+    fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
+    if is_main() and not fresh:  # one process builds them, the others wait and read
+        prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
+        write_jsonl(cache, onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
+                    if cfg.pairs == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
+    barrier()
+    return read_jsonl(cache, ("prompt", "chosen", "rejected"))
 
 
 def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
@@ -240,8 +235,11 @@ def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
 
 
 @torch.no_grad()
-def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device, loss_fn=None):
-    """Share of held-out pairs where the policy's implicit reward ranks chosen above rejected."""
+def implicit_reward_accuracy(cfg, policy, ref_model, device, loss_fn=None):
+    """Share of held-out pairs (on-policy from the reference, best against worst) where
+    the policy's implicit reward ranks chosen above rejected."""
+    heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
+        cfg, label_temperature=0.0), cfg.seed + 1)
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")
@@ -254,15 +252,12 @@ def implicit_reward_accuracy(cfg, policy, ref_model, heldout, device, loss_fn=No
 def main(cfg: DPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
     pass their own) replaces the losses.py function of --loss, with the same signature."""
-    if cfg.smoke:
-        cfg = smoke_config(cfg, SMOKE)
+    cfg, device = start_run(cfg, SMOKE)
     if cfg.beta is None:
         cfg = replace(cfg, beta=BETA[cfg.loss])
-    set_seed(cfg.seed)
-    device = setup_device(cfg.device)
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
-    train_pairs, heldout = build_pairs(ref_model, init, cfg)
+    train_pairs = build_pairs(ref_model, init, cfg)
     warn_if_suspicious(cfg, train_pairs)
     encoded = encode_pairs(train_pairs, ref_model.config.block_size, cfg.data or "pairs")
     ref = None if cfg.live_ref else reference_logps(ref_model, encoded, device)
@@ -282,8 +277,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
                                              samples_path=out / f"{cfg.loss}_samples.jsonl")
     after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
     after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
-    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, heldout,
-                                                               device, loss_fn)
+    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, device,
+                                                               loss_fn)
     after["train_seconds"] = train_seconds
     save_json(out / f"{cfg.loss}_eval.json", after)
     print_table({"sft": before, cfg.loss: after},

@@ -44,7 +44,7 @@ from losses import grpo_advantages, grpo_loss, token_logprobs
 from model import autocast, sample, save_checkpoint
 from train_utils import (AlignConfig, flag, for_training, is_main, load_policy_and_reference,
                          make_optimizer, optimizer_step, print_table, run_cli, run_steps,
-                         save_json, set_lr, set_seed, setup_device, shard, smoke_config)
+                         save_json, set_lr, shard, start_run)
 
 
 @dataclass
@@ -159,10 +159,7 @@ def pass_at_g(model, prompts, G, seed) -> float:
 
 
 def main(cfg: GRPOConfig) -> dict:
-    if cfg.smoke:
-        cfg = smoke_config(cfg, SMOKE)
-    set_seed(cfg.seed)
-    device = setup_device(cfg.device)
+    cfg, device = start_run(cfg, SMOKE)
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
     print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "

@@ -30,8 +30,7 @@ from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
 from train_utils import (RunConfig, flag, for_training, is_main, make_optimizer, optimizer_step,
-                         print_table, run_cli, run_steps, save_json, set_lr, set_seed, setup_device,
-                         shard, smoke_config)
+                         print_table, run_cli, run_steps, save_json, set_lr, shard, start_run)
 
 
 @dataclass
@@ -64,8 +63,6 @@ class SFTConfig(RunConfig):
     sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT", above=0)
     warmup_steps: int = flag(50, "linear warmup steps", at_least=0)
     weight_decay: float = flag(0.1, "AdamW weight decay on matrices", at_least=0)
-    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
-    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", at_least=1)
 
     def __post_init__(self):
         super().__post_init__()
@@ -157,10 +154,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
 
 
 def main(cfg: SFTConfig) -> dict:
-    if cfg.smoke:
-        cfg = smoke_config(cfg, SMOKE)
-    set_seed(cfg.seed)
-    device = setup_device(cfg.device)
+    cfg, device = start_run(cfg, SMOKE)
     t0 = time.time()
     model = pretrain(cfg, device) if cfg.stage in ("pretrain", "all") else None
     if cfg.stage == "pretrain":

@@ -4,6 +4,7 @@ and NaN guard, the metrics file, and the before/after table."""
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -19,7 +20,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model import get_device, load_checkpoint, read_checkpoint, save_checkpoint
+from model import first_line, get_device, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def parse_config(config_cls, description: str, argv=None):
@@ -73,6 +74,8 @@ class RunConfig:
                                 "after a warm-up; on a CPU it needs a C++ compiler)")
     save_every: int = flag(250, "save a resumable state every this many steps (0: only at "
                                 "the end and on Ctrl-C)", at_least=0)
+    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", at_least=1)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -90,8 +93,6 @@ class AlignConfig(RunConfig):
     """The flags every alignment script (DPO, GRPO) adds to RunConfig."""
     init_from: str = flag("", "SFT checkpoint (default: OUT_DIR/sft.pt)")
     weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
-    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
-    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", at_least=1)
 
 
 def load_policy_and_reference(cfg: AlignConfig, device):
@@ -104,8 +105,8 @@ def load_policy_and_reference(cfg: AlignConfig, device):
     if ckpt.get("stage") != "sft":
         print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT; alignment "
               "expects an SFT model as its start and its reference")
-    reference, _ = load_checkpoint(init, device)
-    return policy, reference.eval().requires_grad_(False), init
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    return policy, reference, init
 
 
 def smoke_config(cfg, smoke: dict):
@@ -113,6 +114,15 @@ def smoke_config(cfg, smoke: dict):
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     return dataclasses.replace(cfg, **{k: v for k, v in smoke.items()
                                       if getattr(cfg, k) == defaults[k]})
+
+
+def start_run(cfg: RunConfig, smoke: dict):
+    """What every main does first: (cfg with the --smoke settings if asked, the device),
+    the random generators seeded."""
+    if cfg.smoke:
+        cfg = smoke_config(cfg, smoke)
+    set_seed(cfg.seed)
+    return cfg, setup_device(cfg.device)
 
 
 # ------------------------------------------------------------------ several processes
@@ -272,8 +282,7 @@ def load_state(path, model, opt, gen) -> int:
         gen.set_state(state["rng"]["batches"].cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
     except (KeyError, RuntimeError, ValueError) as e:
-        raise ValueError(f"{path}: cannot resume from this state ({type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0][:200]})") from None
+        raise ValueError(f"{path}: cannot resume from this state ({first_line(e)})") from None
     print(f"resuming {state['stage']} from step {state['step']} ({path})")
     return state["step"]
 
@@ -289,9 +298,11 @@ def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
     checkpoint on disk is still the last good one.
     """
     state = Path(cfg.out_dir) / f"{name}_state.pt"
-    if cfg.resume and not state.exists():
+    start = 0
+    if cfg.resume and state.exists():
+        start = load_state(state, model, opt, gen)
+    elif cfg.resume:
         print(f"note: --resume: no {state}, so {name} starts from step 0")
-    start = load_state(state, model, opt, gen) if cfg.resume and state.exists() else 0
     main = is_main()
     log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl", first_step=start) if main \
         else contextlib.nullcontext()
