@@ -52,6 +52,7 @@ class BenchConfig:
     prompts: int = flag(16, "prompts per sampling call")
     num_generations: int = flag(8, "G: samples per prompt")
     skip_naive: bool = flag(False, "leave out the naive sampler (slow on big models)")
+    compile: bool = flag(False, "torch.compile the model for the training rows")
 
 
 def sync(device):
@@ -95,6 +96,7 @@ def matmul_peak(device, repeats: int) -> float:
 
 def bench_training(cfg, model_cfg, device) -> dict:
     model = GPT(model_cfg).to(device)
+    net = torch.compile(model) if cfg.compile else model
     opt = make_optimizer(model, 1e-3, 0.1, device)
     stream, starts = token_stream(pretrain_lines(5000, seed=0))
     gen = torch.Generator().manual_seed(0)
@@ -104,7 +106,7 @@ def bench_training(cfg, model_cfg, device) -> dict:
             inputs, targets, positions, attn_mask = stream_batch(
                 stream, starts, cfg.batch_size, cfg.block_size, gen, device)
             with autocast(device):
-                loss = sft_loss(model(inputs, positions, attn_mask), targets, None)
+                loss = sft_loss(net(inputs, positions, attn_mask), targets, None)
             loss.backward()
             optimizer_step(model, opt, 1.0)
 
@@ -118,6 +120,7 @@ def bench_training(cfg, model_cfg, device) -> dict:
 
 def bench_dpo(cfg, model_cfg, device) -> dict:
     policy = GPT(model_cfg).to(device)
+    net = torch.compile(policy) if cfg.compile else policy
     opt = make_optimizer(policy, 1e-4, 0.0, device)
     pairs = offpolicy_pairs(eval_prompts(256), DPOConfig(), seed=0)
     batch = encode_pairs(pairs, model_cfg.block_size, "bench pairs")[:cfg.batch_size]
@@ -126,7 +129,7 @@ def bench_dpo(cfg, model_cfg, device) -> dict:
 
     def steps():
         for _ in range(cfg.steps):
-            out = pair_logps(policy, batch, device)
+            out = pair_logps(net, batch, device)
             dpo_loss(out[0], out[1], ref[0], ref[1])[0].mean().backward()
             optimizer_step(policy, opt, 1.0)
 
@@ -172,9 +175,11 @@ def main(cfg: BenchConfig) -> dict:
         rows["sampling, kv cache"]["speedup"] = (rows["sampling, kv cache"]["tokens/s"] /
                                                  rows["sampling, naive"]["tokens/s"])
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    print_table(rows, title=f"\nbench on {device.type}{threads}: {cfg.n_layer} layers x "
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    print_table(rows, title=f"\nbench on {name}{threads}: {cfg.n_layer} layers x "
                             f"{cfg.n_embd}, block {cfg.block_size}, batch {cfg.batch_size}; "
-                            f"sampling {cfg.prompts} prompts x G={cfg.num_generations}")
+                            f"sampling {cfg.prompts} prompts x G={cfg.num_generations}"
+                            f"{', compiled' if cfg.compile else ''}")
     return rows
 
 

@@ -40,11 +40,19 @@ class GPTConfig:
 class KVCache:
     """Keys and values of every layer for N rows and up to max_len positions."""
 
-    def __init__(self, cfg: GPTConfig, n_rows: int, max_len: int, device, dtype):
-        shape = (cfg.n_layer, n_rows, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, N, nh, T_max, hs)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0                                           # positions filled so far
+    def __init__(self, cfg: GPTConfig, n_rows: int, max_len: int):
+        self.shape = (cfg.n_layer, n_rows, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
+        self.k = self.v = None    # (L, N, nh, T_max, hs), made at the first write, in the
+        self.length = 0           # keys' dtype (bf16 under autocast); positions filled so far
+
+    def append(self, layer: int, k, v):
+        """Store a layer's new keys and values (N, nh, T, hs); return all of them so far."""
+        if self.k is None:
+            self.k, self.v = k.new_zeros(self.shape), v.new_zeros(self.shape)
+        end = self.length + k.size(2)
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def repeat_rows(self, g: int) -> None:
         """Row i becomes rows i*g .. i*g+g-1: one prefill serves a group of g samples."""
@@ -65,10 +73,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in (q, k, v))                                   # (B, nh, T, hs)
         if cache is not None:  # append this step's keys/values, attend over everything so far
-            end = cache.length + T
-            cache.k[self.layer, :, :, cache.length:end] = k
-            cache.v[self.layer, :, :, cache.length:end] = v
-            k, v = cache.k[self.layer, :, :, :end], cache.v[self.layer, :, :, :end]
+            k, v = cache.append(self.layer, k, v)
         y = F.scaled_dot_product_attention(                              # (B, nh, T, hs)
             q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
             dropout_p=self.dropout if self.training else 0.0)
@@ -186,11 +191,12 @@ def sample(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: in
     causal = torch.ones(P, P, dtype=torch.bool, device=device).tril()
     # A query sees earlier real tokens, and itself (so padding rows are not all -inf).
     prefill_mask = causal & (valid[:, None, :] | torch.eye(P, dtype=torch.bool, device=device))
-    dtype = next(model.parameters()).dtype
-    if device.type == "cuda":
-        dtype = torch.bfloat16
-    cache = KVCache(model.config, B, P + max_new_tokens, device, dtype)
-    logits = model(idx, positions, prefill_mask[:, None], cache)[:, -1]              # (B, V)
+
+    def last_logits(*args):  # bf16 autocast on CUDA
+        with autocast(device):
+            return model(*args)[:, -1]
+    cache = KVCache(model.config, B, P + max_new_tokens)
+    logits = last_logits(idx, positions, prefill_mask[:, None], cache)               # (B, V)
 
     cache.repeat_rows(G)                                                             # N = B*G rows
     logits, valid = logits.repeat_interleave(G, 0), valid.repeat_interleave(G, 0)
@@ -206,8 +212,8 @@ def sample(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: in
         if t == max_new_tokens - 1 or bool(done.all()):
             return tokens[:, :t + 1], mask[:, :t + 1]
         valid = torch.cat([valid, torch.ones_like(done)[:, None]], dim=1)           # (N, P+t+1)
-        logits = model(nxt[:, None], (next_pos + t)[:, None], valid[:, None, None, :],
-                       cache)[:, -1]
+        logits = last_logits(nxt[:, None], (next_pos + t)[:, None], valid[:, None, None, :],
+                             cache)
 
 
 @torch.no_grad()
@@ -221,7 +227,8 @@ def sample_naive(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_
     for r in range(len(prompts) * G):
         seq, out = list(prompts[r // G]), []
         while len(out) < max_new_tokens and (not out or out[-1] != end_id):
-            logits = model(torch.tensor([seq], device=device))[:, -1]               # (1, V)
+            with autocast(device):
+                logits = model(torch.tensor([seq], device=device))[:, -1]           # (1, V)
             out.append(int(_pick(logits, u[r, len(out)][None], temperature, top_k)))
             seq.append(out[-1])
         rows.append(out)

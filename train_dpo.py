@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from data.batching import chat_batch, encode_rows, read_jsonl, write_jsonl
+from data.batching import chat_batch, encode_rows, read_jsonl, to_device, write_jsonl
 from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
@@ -167,7 +167,7 @@ def reference_logps(ref_model, encoded, device, batch_size=128):
     """Precomputed once: the frozen reference's (sum, mean) log-probs for every pair."""
     parts = [pair_logps(ref_model, encoded[i:i + batch_size], device)
              for i in range(0, len(encoded), batch_size)]
-    return [torch.cat([p[k] for p in parts]).float() for k in range(4)]
+    return [torch.cat([p[k] for p in parts]).float().cpu() for k in range(4)]   # on the CPU
 
 
 def preference_loss(cfg, policy, ref, loss_fn=None):
@@ -205,7 +205,6 @@ def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step_fn(step):
-        t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
         idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=gen))
         batch = [encoded[i] for i in idx.tolist()]
@@ -214,21 +213,20 @@ def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
             with torch.no_grad():
                 ref_out = pair_logps(ref_model, batch, device)
         else:
-            ref_out = [r[idx].to(device) for r in ref]
+            ref_out = [to_device(r[idx], device) for r in ref]
         losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out,
                                                                    loss_fn)
         nll = -policy_out[2].mean()                    # chosen answers' mean -log pi per token
         loss = losses.mean() + cfg.rpo_alpha * nll     # RPO (Pang et al. 2024, eq. 1)
         loss.backward()
         optimizer_step(policy, opt, cfg.grad_clip)
-        return {"loss": loss.item(), "nll_loss": nll.item(),
-                "rewards/chosen": chosen_rewards.mean().item(),
-                "rewards/rejected": rejected_rewards.mean().item(),
-                "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-                "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
-                "logps/chosen": policy_out[0].mean().item(),
-                "logps/rejected": policy_out[1].mean().item(),
-                "lr": lr, "dt": time.time() - t0}
+        chosen, rejected = policy_out[0].detach(), policy_out[1].detach()
+        return {"loss": loss.detach(), "nll_loss": nll.detach(),
+                "rewards/chosen": chosen_rewards.mean(),
+                "rewards/rejected": rejected_rewards.mean(),
+                "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
+                "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
+                "logps/chosen": chosen.mean(), "logps/rejected": rejected.mean(), "lr": lr}
 
     run_steps(cfg.loss, cfg, policy, opt, gen, cfg.max_steps, step_fn, 25,
               lambda m: f"loss {m['loss']:.3f} margin {m['rewards/margins']:.2f}")

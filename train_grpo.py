@@ -118,7 +118,6 @@ def train(cfg, policy, ref_model, device):
     G = cfg.num_generations
 
     def step_fn(step):
-        t0 = time.time()
         lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
         idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist())
         batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
@@ -137,7 +136,7 @@ def train(cfg, policy, ref_model, device):
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
         group_std = rewards.view(-1, G).std(dim=1)
-        return {"loss": loss.item(), "reward": rewards.mean().item(),
+        return {"loss": loss.detach(), "reward": rewards.mean().item(),
                 "reward_std": group_std.mean().item(),
                 "frac_reward_zero_std": (group_std == 0).float().mean().item(),
                 "reward/correct": batch["correct"].mean().item(),
@@ -145,7 +144,7 @@ def train(cfg, policy, ref_model, device):
                 "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
                 "completions/mean_length": batch["lengths"].mean().item(),
                 "completions/truncated": 1 - batch["finished"].mean().item(),
-                "lr": lr, "dt": time.time() - t0}
+                "lr": lr}
 
     run_steps("grpo", cfg, policy, opt, gen, cfg.max_steps, step_fn, 10,
               lambda m: f"reward {m['reward']:.3f} kl {m['kl']:.3f}")

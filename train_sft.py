@@ -29,8 +29,9 @@ from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
-from train_utils import (RunConfig, flag, for_training, is_main, make_optimizer, optimizer_step,
-                         print_table, run_cli, run_steps, save_json, set_lr, shard, start_run)
+from train_utils import (RunConfig, flag, for_training, grad_sync, is_main, make_optimizer,
+                         optimizer_step, print_table, run_cli, run_steps, save_json, set_lr, shard,
+                         start_run)
 
 
 @dataclass
@@ -84,20 +85,18 @@ def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr
     net = for_training(model.train(), cfg.compile)
 
     def step_fn(step):
-        t0 = time.time()
         lr = set_lr(opt, step, steps, cfg.warmup_steps, peak_lr)
-        tokens = 0
-        for _ in range(cfg.grad_accum):
+        tokens, total = 0, 0.0
+        for micro in range(cfg.grad_accum):
             inputs, targets, mask, positions, attn_mask = next_batch()
-            with autocast(device):
-                logits = net(inputs, positions, attn_mask)
-                loss = sft_loss(logits, targets, mask) / cfg.grad_accum
-            loss.backward()
-            tokens += inputs.numel()
+            with grad_sync(net, now=micro == cfg.grad_accum - 1):
+                with autocast(device):
+                    logits = net(inputs, positions, attn_mask)
+                    loss = sft_loss(logits, targets, mask) / cfg.grad_accum
+                loss.backward()
+            tokens, total = tokens + inputs.numel(), total + loss.detach()
         grad_norm = optimizer_step(model, opt, cfg.grad_clip)
-        dt = time.time() - t0
-        return {"loss": loss.item() * cfg.grad_accum, "lr": lr, "grad_norm": grad_norm.item(),
-                "dt": dt, "tok/s": tokens / dt}
+        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens}
 
     run_steps(name, cfg, model, opt, gen, steps, step_fn, 100, lambda m: f"loss {m['loss']:.3f}")
 

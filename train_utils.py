@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,12 @@ def for_training(model, compile: bool = False):
     return torch.compile(net) if compile else net
 
 
+def grad_sync(net, now: bool):
+    """Under DDP every backward() all-reduces the gradients; in an accumulated step only
+    the last micro-batch's needs to (no_sync skips the others)."""
+    return contextlib.nullcontext() if now or world_size() == 1 else net.no_sync()
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -287,15 +294,41 @@ def load_state(path, model, opt, gen) -> int:
     return state["step"]
 
 
+def read_back(pending: list, stop: bool, device) -> bool:
+    """Turn the tensors in the pending steps' metrics into numbers in place, with one copy
+    from the device (each .item() would make the host wait for the GPU to catch up). With
+    several processes, one all-reduce averages them and shares the Ctrl-C flag.
+    Returns whether any process asked to stop."""
+    cells = [(m, k) for _, m in pending for k, v in m.items() if torch.is_tensor(v)]
+    flat = torch.stack([m[k].detach().float().to(device) for m, k in cells] +
+                       [torch.tensor(float(stop), device=device)])
+    if world_size() > 1:
+        dist.all_reduce(flat)
+        flat /= world_size()
+    *values, stop = flat.tolist()
+    for (m, k), v in zip(cells, values):
+        m[k] = v
+    return stop > 0
+
+
+def reads_lazily(device) -> bool:
+    """Whether run_steps reads metrics back only now and then: reading a CPU tensor is
+    free, reading a GPU one makes the host wait for the GPU's queue to drain."""
+    return device.type != "cpu"
+
+
 def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
               every: int, postfix) -> None:
     """The loop every stage shares: metrics = step_fn(step) for step in [start, total).
 
     start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
-    optimizer, random generators). That state is written every --save_every steps,
-    at the end, and on Ctrl-C after the step under way, which then ends the run with
-    status 130. A non-finite loss ends it at once, with nothing saved, so every
-    checkpoint on disk is still the last good one.
+    optimizer, random generators). step_fn may return tensors: on a GPU they are read
+    back every `every` steps, at saves and at the end (read_back), so the host never
+    waits for the GPU in between; "dt" (seconds per step since the last read) is added then, and "tok/s"
+    where step_fn counts "tokens". The state is written every --save_every steps, at
+    the end, and on Ctrl-C (seen at the next read), which then ends the run with
+    status 130. A non-finite loss ends the run at the read that sees it, with nothing
+    saved, so every checkpoint on disk is still the last good one.
     """
     state = Path(cfg.out_dir) / f"{name}_state.pt"
     start = 0
@@ -303,29 +336,39 @@ def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
         start = load_state(state, model, opt, gen)
     elif cfg.resume:
         print(f"note: --resume: no {state}, so {name} starts from step 0")
-    main = is_main()
+    main, device = is_main(), next(model.parameters()).device
     log = MetricsLog(Path(cfg.out_dir) / f"{name}_metrics.jsonl", first_step=start) if main \
         else contextlib.nullcontext()
     bar = tqdm(range(start, total), desc=name, disable=None if main else True, initial=start,
                total=total)
+    pending, t_read = [], time.perf_counter()   # steps not yet read back: (step, metrics)
+    lazy = reads_lazily(device)
     with CtrlC() as ctrl_c, log:
         for step in bar:
-            metrics = step_fn(step)
-            stop = ctrl_c.requested
-            if world_size() > 1:  # every process must see the same loss and the same Ctrl-C
-                both = torch.tensor([metrics["loss"], float(stop)],
-                                    device=next(model.parameters()).device)
-                dist.all_reduce(both)
-                metrics["loss"], stop = both[0].item() / world_size(), both[1].item() > 0
-            if not math.isfinite(metrics["loss"]):
-                raise TrainingStopped(f"error: {name}: the loss is {metrics['loss']} at step "
-                                      f"{step}; stopped without saving, so the checkpoints in "
-                                      f"{cfg.out_dir} are the last good ones")
+            pending.append((step, step_fn(step)))
             done = step + 1
-            if main:
-                report(log, bar, step, metrics, total, every, postfix(metrics))
-                if stop or done == total or (cfg.save_every and done % cfg.save_every == 0):
-                    save_state(state, model, opt, gen, cfg, done, name)
+            save = done == total or (cfg.save_every and done % cfg.save_every == 0)
+            # Reading a CPU tensor costs nothing; one process may stop at any step, several
+            # read back (and so stop) at the same steps.
+            if lazy and not (save or done % every == 0 or (ctrl_c.requested and
+                                                            world_size() == 1)):
+                continue
+            stop = read_back(pending, ctrl_c.requested, device)
+            now = time.perf_counter()
+            dt, t_read = (now - t_read) / len(pending), now
+            for s, metrics in pending:
+                if not math.isfinite(metrics["loss"]):
+                    raise TrainingStopped(f"error: {name}: the loss is {metrics['loss']} at "
+                                          f"step {s}; stopped without saving, so the "
+                                          f"checkpoints in {cfg.out_dir} are the last good ones")
+                metrics["dt"] = dt
+                if "tokens" in metrics:
+                    metrics["tok/s"] = metrics.pop("tokens") / dt
+                if main:
+                    report(log, bar, s, metrics, total, every, postfix(metrics))
+            pending = []
+            if main and (stop or save):
+                save_state(state, model, opt, gen, cfg, done, name)
             if stop:
                 raise TrainingStopped(f"stopped: {name} state at step {done} saved in {state}; "
                                       "run the same command with --resume to go on", 130)

@@ -80,6 +80,14 @@ def decode_completion(tokens: list[int]) -> str:
     return get_tokenizer().decode(tokens).removeprefix(" ")
 
 
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """t on the device, without making the host wait: a copy to a GPU from ordinary
+    memory first waits for the GPU's queue to drain, one from pinned memory does not."""
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="cpu"):
     """Right-padded batch of prompt+completion rows.
 
@@ -95,7 +103,8 @@ def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="c
     start = torch.tensor([len(p) - 1 for p in prompts])[:, None]   # first completion target
     stop = torch.tensor([len(r) - 1 for r in rows])[:, None]
     mask = ((t >= start) & (t < stop)).float()
-    return ids[:, :-1].to(device), ids[:, 1:].to(device), mask.to(device)
+    ids, mask = to_device(ids, device), to_device(mask, device)
+    return ids[:, :-1], ids[:, 1:], mask
 
 
 def encode_rows(rows: list[dict], completions: tuple[str, ...], block_size: int,
@@ -142,13 +151,13 @@ def stream_batch(stream, starts, batch_size: int, block_size: int, generator, de
     """
     n_ok = int(torch.searchsorted(starts, len(stream) - block_size - 1, right=True))
     begin = starts[torch.randint(n_ok, (batch_size,), generator=generator)]
-    windows = torch.stack([stream[b:b + block_size + 1] for b in begin.tolist()])
+    windows = to_device(torch.stack([stream[b:b + block_size + 1] for b in begin.tolist()]),
+                        device)                                           # (B, T+1)
     inputs = windows[:, :-1]                                              # (B, T)
-    cols = torch.arange(block_size).expand_as(inputs)
+    cols = torch.arange(block_size, device=windows.device).expand_as(inputs)
     is_start = inputs == end_id()
     line = is_start.cumsum(1)                                             # (B, T) line number
     positions = cols - torch.where(is_start, cols, 0).cummax(1).values    # (B, T)
-    causal = torch.ones(block_size, block_size, dtype=torch.bool).tril()
+    causal = torch.ones(block_size, block_size, dtype=torch.bool, device=windows.device).tril()
     attn_mask = (line[:, :, None] == line[:, None, :]) & causal           # (B, T, T)
-    return (inputs.to(device), windows[:, 1:].to(device), positions.to(device),
-            attn_mask[:, None].to(device))
+    return inputs, windows[:, 1:], positions, attn_mask[:, None]

@@ -29,14 +29,12 @@ def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=
     """
     was_training = model.training
     model.eval()
-    device = model.wte.weight.device
     gen = torch.Generator().manual_seed(seed)
     texts, token_rows = [], []
     for i in range(0, len(prompts), batch_size):
         chunk = [prompt_ids(p) for p in prompts[i:i + batch_size]]
-        with autocast(device):
-            tokens, mask = sample(model, chunk, max_new_tokens, end_id(), temperature, top_k,
-                                  num_samples, gen)
+        tokens, mask = sample(model, chunk, max_new_tokens, end_id(), temperature, top_k,
+                              num_samples, gen)
         for row, m in zip(tokens.tolist(), mask.tolist()):
             ids = [t for t, keep in zip(row, m) if keep]
             token_rows.append(ids)

@@ -24,7 +24,8 @@ def run(nproc, script, *args):
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     for attempt in range(2):
-        done = subprocess.run([*launcher, str(ROOT / script), *map(str, args)], cwd=ROOT,
+        done = subprocess.run([*launcher, str(ROOT / script), "--device", "cpu",  # gloo
+                               *map(str, args)], cwd=ROOT,
                               env=ENV, capture_output=True, text=True, timeout=300)
         if done.returncode == 0 or not any(e in done.stderr for e in LAUNCH_ERRORS):
             break
@@ -42,7 +43,9 @@ def losses(path):
 
 
 def test_pretraining_on_two_processes_matches_one(tmp_path):
-    flags = ["--smoke", "--stage", "pretrain", "--pretrain_steps", "6"]   # 16 rows a step
+    """With gradient accumulation, so DDP's no_sync on the first micro-batch is covered."""
+    flags = ["--smoke", "--stage", "pretrain", "--pretrain_steps", "6",
+             "--grad_accum", "2"]                                 # 2 x 16 rows a step
     run(1, "train_sft.py", *flags, "--out_dir", tmp_path / "one")
     run(2, "train_sft.py", *flags, "--out_dir", tmp_path / "two")
     diff = max_difference(tmp_path / "one" / "pretrain.pt", tmp_path / "two" / "pretrain.pt")

@@ -13,6 +13,7 @@ import torch
 
 import train_dpo
 import train_sft
+import train_utils
 from model import CheckpointError, load_checkpoint, save_checkpoint
 from train_utils import TrainingStopped, parse_config
 
@@ -104,7 +105,13 @@ def test_a_failed_save_keeps_the_old_checkpoint(sft_dir, tmp_path, monkeypatch):
     assert digest(path) == before and list(tmp_path.iterdir()) == [path]
 
 
-def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch):
+@pytest.fixture(params=[False, True], ids=["read every step", "read lazily"])
+def lazy(request, monkeypatch):
+    """Both ways run_steps reads metrics back: every step (CPU), and now and then (GPU)."""
+    monkeypatch.setattr(train_utils, "reads_lazily", lambda device: request.param)
+
+
+def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch, lazy):
     """Ctrl-C (a real SIGINT) during pretraining step 7 saves a state after that step;
     --resume finishes both stages with the weights and evaluation of a run that was never
     interrupted."""
@@ -132,7 +139,7 @@ def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, mon
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(sft_dir, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, lazy):
     for name in ("pretrain.pt", "sft.pt"):
         shutil.copy(sft_dir[0] / name, tmp_path / name)
     before = digest(tmp_path / "sft.pt")
@@ -145,6 +152,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(sft_dir, tm
     with pytest.raises(TrainingStopped, match=r"sft: the loss is nan at step 3"):
         run_sft(tmp_path, "--stage", "sft")
     assert digest(tmp_path / "sft.pt") == before
+    logged = [json.loads(l) for l in (tmp_path / "sft_metrics.jsonl").open()]
+    assert [m["step"] for m in logged] == [0, 1, 2]               # the good steps, as numbers
+    assert all(isinstance(m["loss"], float) and m["tok/s"] > 0 for m in logged)
 
 
 def test_the_same_seed_gives_the_same_numbers(sft_dir, tmp_path):
