@@ -324,11 +324,12 @@ def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
     start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
     optimizer, random generators). step_fn may return tensors: on a GPU they are read
     back every `every` steps, at saves and at the end (read_back), so the host never
-    waits for the GPU in between; "dt" (seconds per step since the last read) is added then, and "tok/s"
-    where step_fn counts "tokens". The state is written every --save_every steps, at
-    the end, and on Ctrl-C (seen at the next read), which then ends the run with
-    status 130. A non-finite loss ends the run at the read that sees it, with nothing
-    saved, so every checkpoint on disk is still the last good one.
+    waits for the GPU in between. Each read adds "dt" (seconds per step since the last
+    read, saving excluded), and "tok/s" where step_fn counts "tokens". The state is
+    written every --save_every steps, at the end, and on Ctrl-C (seen at the next
+    read), which then ends the run with status 130. A non-finite loss ends the run at
+    the read that sees it, with nothing saved, so every checkpoint on disk is still
+    the last good one.
     """
     state = Path(cfg.out_dir) / f"{name}_state.pt"
     start = 0
@@ -354,8 +355,7 @@ def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
                                                             world_size() == 1)):
                 continue
             stop = read_back(pending, ctrl_c.requested, device)
-            now = time.perf_counter()
-            dt, t_read = (now - t_read) / len(pending), now
+            dt = (time.perf_counter() - t_read) / len(pending)
             for s, metrics in pending:
                 if not math.isfinite(metrics["loss"]):
                     raise TrainingStopped(f"error: {name}: the loss is {metrics['loss']} at "
@@ -369,6 +369,7 @@ def run_steps(name: str, cfg: RunConfig, model, opt, gen, total: int, step_fn,
             pending = []
             if main and (stop or save):
                 save_state(state, model, opt, gen, cfg, done, name)
+            t_read = time.perf_counter()
             if stop:
                 raise TrainingStopped(f"stopped: {name} state at step {done} saved in {state}; "
                                       "run the same command with --resume to go on", 130)
