@@ -41,9 +41,10 @@ class KVCache:
     """Keys and values of every layer for N rows and up to max_len positions."""
 
     def __init__(self, cfg: GPTConfig, n_rows: int, max_len: int):
+        # (L, N, nh, T_max, hs), made at the first write in the keys' dtype (bf16 under autocast)
         self.shape = (cfg.n_layer, n_rows, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)
-        self.k = self.v = None    # (L, N, nh, T_max, hs), made at the first write, in the
-        self.length = 0           # keys' dtype (bf16 under autocast); positions filled so far
+        self.k = self.v = None
+        self.length = 0                                           # positions filled so far
 
     def append(self, layer: int, k, v):
         """Store a layer's new keys and values (N, nh, T, hs); return all of them so far."""
