@@ -35,7 +35,7 @@ from data.world import eval_prompts, pretrain_lines
 from losses import dpo_loss, sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, sample, sample_naive
 from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
-from train_utils import flag, make_optimizer, optimizer_step, print_table, run_cli
+from train_utils import flag, for_training, make_optimizer, optimizer_step, print_table, run_cli
 
 
 @dataclass
@@ -96,7 +96,7 @@ def matmul_peak(device, repeats: int) -> float:
 
 def bench_training(cfg, model_cfg, device) -> dict:
     model = GPT(model_cfg).to(device)
-    net = torch.compile(model) if cfg.compile else model
+    net = for_training(model, cfg.compile)
     opt = make_optimizer(model, 1e-3, 0.1, device)
     stream, starts = token_stream(pretrain_lines(5000, seed=0))
     gen = torch.Generator().manual_seed(0)
@@ -120,7 +120,7 @@ def bench_training(cfg, model_cfg, device) -> dict:
 
 def bench_dpo(cfg, model_cfg, device) -> dict:
     policy = GPT(model_cfg).to(device)
-    net = torch.compile(policy) if cfg.compile else policy
+    net = for_training(policy, cfg.compile)
     opt = make_optimizer(policy, 1e-4, 0.0, device)
     pairs = offpolicy_pairs(eval_prompts(256), DPOConfig(), seed=0)
     batch = encode_pairs(pairs, model_cfg.block_size, "bench pairs")[:cfg.batch_size]
