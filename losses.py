@@ -122,7 +122,9 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
         "grpo"     mean over each sequence's tokens, then over sequences (the paper)
         "dr_grpo"  token sum / (N * T), T the mask's width (Dr. GRPO: no length bias)
         "dapo"     token sum / number of tokens (DAPO: token-level mean)
-    ref_logps=None or beta=0 drops the KL term. Returns (loss, metrics).
+    ref_logps=None or beta=0 drops the KL term. Returns (loss, metrics): the metrics
+    are detached 0-dim tensors (clip_ratio, kl; kl is 0.0 without the KL term), read
+    when the caller logs them.
     """
     ratio = torch.exp(logps - old_logps)                                 # (N, T)
     adv = advantages[:, None]                                            # (N, 1)
@@ -144,6 +146,6 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
         raise ValueError(f"loss_type must be grpo, dr_grpo or dapo, got {loss_type!r}")
     n_tokens = mask.sum().clamp_min(1)
     is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
-    metrics = {"clip_ratio": ((is_clipped * mask).sum() / n_tokens).item(),
-               "kl": ((kl * mask).sum() / n_tokens).item() if use_kl else 0.0}
+    metrics = {"clip_ratio": (is_clipped * mask).sum() / n_tokens,       # detached tensors,
+               "kl": (kl.detach() * mask).sum() / n_tokens if use_kl else 0.0}   # no sync
     return loss, metrics

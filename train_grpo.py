@@ -136,14 +136,14 @@ def train(cfg, policy, ref_model, device):
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
         group_std = rewards.view(-1, G).std(dim=1)
-        return {"loss": loss.detach(), "reward": rewards.mean().item(),
-                "reward_std": group_std.mean().item(),
-                "frac_reward_zero_std": (group_std == 0).float().mean().item(),
-                "reward/correct": batch["correct"].mean().item(),
-                "reward/format": batch["format"].mean().item(),
+        return {"loss": loss.detach(), "reward": rewards.mean(),
+                "reward_std": group_std.mean(),
+                "frac_reward_zero_std": (group_std == 0).float().mean(),
+                "reward/correct": batch["correct"].mean(),
+                "reward/format": batch["format"].mean(),
                 "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
-                "completions/mean_length": batch["lengths"].mean().item(),
-                "completions/truncated": 1 - batch["finished"].mean().item(),
+                "completions/mean_length": batch["lengths"].mean(),
+                "completions/truncated": 1 - batch["finished"].mean(),
                 "lr": lr}
 
     run_steps("grpo", cfg, policy, opt, gen, cfg.max_steps, step_fn, 10,
