@@ -46,8 +46,7 @@ def run_cli(main, config_cls, doc: str) -> None:
     a stopped run (Ctrl-C, a non-finite loss) in its message and its own status."""
     try:
         main(parse_config(config_cls, doc.split("\n")[0]))
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave_process_group()
     except ValueError as e:
         sys.exit(f"error: {e}")
     except TrainingStopped as e:
@@ -143,6 +142,15 @@ def setup_device(name: str) -> torch.device:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def leave_process_group() -> None:
+    """At the end of a run under torchrun: every process waits for the others (rank 0
+    may still be evaluating and saving), then all tear the group down together, so no
+    process closes its connections while another is still using them."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def world_size() -> int:

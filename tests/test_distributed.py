@@ -11,7 +11,8 @@ from pathlib import Path
 from model import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# faulthandler prints each process's Python stack if it dies of a signal (SIGABRT, SIGSEGV)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 # Failures of the launcher's own networking (a port taken between choosing and binding it),
@@ -21,15 +22,16 @@ LAUNCH_ERRORS = ("EADDRINUSE", "address already in use", "RendezvousConnectionEr
 
 
 def run(nproc, script, *args):
-    launcher = [sys.executable] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    launcher = [sys.executable] if nproc == 1 else [  # --tee 3: output lines start [default<rank>]
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "--tee", "3"]
     for attempt in range(2):
         done = subprocess.run([*launcher, str(ROOT / script), "--device", "cpu",  # gloo
-                               *map(str, args)], cwd=ROOT,
-                              env=ENV, capture_output=True, text=True, timeout=300)
-        if done.returncode == 0 or not any(e in done.stderr for e in LAUNCH_ERRORS):
+                               *map(str, args)], cwd=ROOT, env=ENV, text=True, timeout=300,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if done.returncode == 0 or not any(e in done.stdout for e in LAUNCH_ERRORS):
             break
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-6000:]
 
 
 def max_difference(a, b) -> float:
