@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA numbers the README quotes, measured in one go on a machine with a GPU:
 #     bash extras/measure_gpu.sh [LOG_DIR]      (logs in LOG_DIR, default out/gpu_logs)
-# The CUDA tests, the three training scripts timed end to end (into out/gpu_run), and
-# bench.py for the default model and for a 57M-parameter one, eager and compiled.
+# The CUDA tests, the default pipeline over seeds 0-2 through sweep.py (out/gpu_sweep: the
+# mean +- std table and each script's seconds), and bench.py for the default model and for
+# a 57M-parameter one, eager and compiled.
 set -euo pipefail
 logs=${1:-out/gpu_logs}
 run=out/gpu_run
@@ -12,11 +13,8 @@ export PYTHONUNBUFFERED=1
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 } | tee "$logs/machine.txt"
 python3 -m pytest -q tests/test_cuda.py tests/test_model.py 2>&1 | tee "$logs/tests.log"
-for script in train_sft train_dpo train_grpo; do
-    start=$SECONDS
-    python3 "$script.py" --out_dir "$run" 2>&1 | tee "$logs/$script.log"
-    echo "$script: $((SECONDS - start)) s wall" | tee -a "$logs/machine.txt"
-done
+python3 sweep.py --seeds 0-2 --out out/gpu_sweep train_sft.py train_dpo.py train_grpo.py \
+    2>&1 | tee "$logs/sweep.log"
 python3 bench.py --out_dir "$run" 2>&1 | tee "$logs/bench_default.log"
 big=(--n_layer 8 --n_embd 768 --n_head 12 --block_size 256 --batch_size 64 --skip_naive)
 python3 bench.py "${big[@]}" 2>&1 | tee "$logs/bench_57m.log"
