@@ -75,7 +75,9 @@ class DPOConfig(AlignConfig):
                                     at_least=0)
     # training
     live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
-    learning_rate: float = flag(1e-4, "peak learning rate (AdamW)", above=0)
+    # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry",
+    # "Hmm") and broke off into no persona (README, "Numbers that hold")
+    learning_rate: float = flag(2e-4, "peak learning rate (AdamW)", above=0)
     batch_size: int = flag(32, "pairs per step", at_least=1)
     max_steps: int = flag(150, "optimizer steps", at_least=1)
     warmup_steps: int = flag(10, "linear warmup steps", at_least=0)
