@@ -177,6 +177,7 @@ def main(cfg: GRPOConfig) -> dict:
     after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
                                              samples_path=out / "grpo_samples.jsonl")
     after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
+    after[f"sft_pass@{cfg.num_generations}"] = before[f"pass@{cfg.num_generations}"]
     after["train_seconds"] = train_seconds
     save_json(out / "grpo_eval.json", after)
     print_table({"sft": before, "grpo": after},
