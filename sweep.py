@@ -15,15 +15,19 @@ folder of its own, named after it and its flags (OUT/seed<S>/train_dpo_loss_ipo)
 holding copies of the files the steps before it wrote: the IPO and SimPO runs of a
 seed share its SFT checkpoint, and a run never overwrites another's files. A step
 that already ran with the same command, after the same steps (a stamp in its
-folder's .sweep/ says so), is not run again: a later sweep into the same --out with
-the same first steps reuses what an earlier one trained.
+folder's .sweep/ says so), is not run again: a later sweep into the same --out
+with the same first steps reuses what an earlier one trained. A stamp records the
+command, not the code: after changing a script, sweep into a new --out. In a
+step's flags, {out_dir} stands for its folder: "train_sft.py --stage sft
+--init_from {out_dir}/sft.pt" trains on from the seed's SFT checkpoint.
 
 Every <stage>_eval.json a step writes is read back: the table has one row per
-metric, with mean +- std (sample std, n - 1), min, max and n over the runs, one
-table per grid point. It is printed and saved as OUT/sweep.md and OUT/sweep.json
-(with every run's numbers). Each step's output goes to its folder's
-<script>.log. With --jobs N, N runs go at once, each with cores/N threads
-(OMP_NUM_THREADS, unless set). Standard library only: it reads no tensors.
+metric, with mean +- std (sample std, n - 1), min, max and n over the runs, each
+run's value beside it, one table per grid point, and the seconds each step took.
+It is printed and saved as OUT/<last step and grid>.md and .json (with every run's
+numbers). Each step's output goes to <script>.log in its folder. With --jobs N, N
+runs go at once, each with cores/N threads (OMP_NUM_THREADS, unless set). Standard
+library only: it reads no tensors.
 """
 
 import argparse
@@ -154,7 +158,8 @@ def execute(step: Step, threads: int, log) -> None:
         link_files(step)
         step.folder.mkdir(parents=True, exist_ok=True)
         before = files_of(step.folder)
-        cmd = [sys.executable, str(ROOT / step.argv[0]), *step.argv[1:],
+        cmd = [sys.executable, str(ROOT / step.argv[0]),
+               *(a.replace("{out_dir}", str(step.folder)) for a in step.argv[1:]),
                "--seed", str(step.seed), "--out_dir", str(step.folder)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -181,20 +186,22 @@ def execute(step: Step, threads: int, log) -> None:
 
 
 def run_metrics(last: Step) -> dict[str, float]:
-    """Every metric of every eval file the run's steps wrote, as 'stage/metric', and each
-    step's seconds as 'seconds/<script>'."""
-    metrics, step, total = {}, last, 0.0
-    while step is not None:
+    """Every metric of every eval file the run's steps wrote, as 'stage/metric' (where two
+    steps write the same file, the later one's), each step's seconds as
+    'seconds/<script>', and their sum as 'seconds/total'; in the order of the steps."""
+    chain = [last]
+    while chain[-1].after is not None:
+        chain.append(chain[-1].after)
+    metrics = {}
+    for step in reversed(chain):
         stamp = json.loads(step.stamp.read_text())
         metrics[f"seconds/{Path(step.argv[0]).stem}"] = stamp["seconds"]
-        total += stamp["seconds"]
         for name in stamp["files"]:
             if name.endswith("_eval.json"):
                 for k, v in json.loads((step.folder / name).read_text()).items():
                     if isinstance(v, (int, float)):
                         metrics[f"{name.removesuffix('_eval.json')}/{k}"] = v
-        step = step.after
-    metrics["seconds/total"] = total
+    metrics["seconds/total"] = sum(json.loads(s.stamp.read_text())["seconds"] for s in chain)
     return metrics
 
 
@@ -209,15 +216,16 @@ def summarize(values: list[float]) -> dict[str, float]:
             "min": min(values), "max": max(values), "n": len(values)}
 
 
-def table(per_run: list[dict[str, float]], title: str) -> str:
-    """A markdown table: one row per metric, mean +- std, min, max, n."""
-    names = list(dict.fromkeys(k for m in per_run for k in m))
-    lines = [f"### {title}", "", "| metric | mean ± std | min | max | n |", "|---|---|---|---|---|"]
-    for name in names:
-        s = summarize([m[name] for m in per_run if name in m])
-        digits = 1 if name.startswith("seconds/") else 3
-        lines.append(f"| {name} | {s['mean']:.{digits}f} ± {s['std']:.{digits}f} | "
-                     f"{s['min']:.{digits}f} | {s['max']:.{digits}f} | {s['n']} |")
+def table(runs: dict[str, dict[str, float]], summary: dict[str, dict], title: str) -> str:
+    """A markdown table: one row per metric, mean +- std, min, max, n, then each run."""
+    lines = [f"### {title}", "",
+             "| metric | mean ± std | min | max | n | " + " | ".join(runs) + " |",
+             "|---" * (5 + len(runs)) + "|"]
+    for name, s in summary.items():
+        f = ".1f" if name.startswith("seconds/") else ".3f"
+        cells = [f"{s['mean']:{f}} ± {s['std']:{f}}", f"{s['min']:{f}}", f"{s['max']:{f}}",
+                 str(s["n"])] + [format(m[name], f) if name in m else "" for m in runs.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -271,28 +279,25 @@ def main(argv=None) -> dict:
         pool.shutdown(wait=True, cancel_futures=True)
         sys.exit("interrupted: the steps that finished are stamped; the same command "
                  "reuses them")
-    results = {}
-    for point in grid:
-        per_run = [run_metrics(last) for seed, p, last in runs if p == point and last.ok]
-        name = point_name(point) or "all"
-        results[name] = {"runs": {str(seed): run_metrics(last) for seed, p, last in runs
-                                  if p == point and last.ok},
-                         "summary": {k: summarize([m[k] for m in per_run if k in m])
-                                     for k in dict.fromkeys(k for m in per_run for k in m)}}
     command = "python sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if argv is None else "sweep.main(" + repr(argv) + ")"
     text = [f"`{command}`: {time.time() - t0:.0f} s wall, {args.jobs} at a time", ""]
+    results = {}
     for point in grid:
-        name = point_name(point) or "all"
-        n_ok = len(results[name]["runs"])
-        if n_ok:
-            text += [table(list(results[name]["runs"].values()),
-                           f"{' '.join(args.steps)} {name if point else ''}".strip()
-                           + f" (n = {n_ok} seeds)"), ""]
+        per_run = {f"seed {seed}": run_metrics(last) for seed, p, last in runs
+                   if p == point and last.ok}
+        names = dict.fromkeys(k for m in per_run.values() for k in m)
+        summary = {k: summarize([m[k] for m in per_run.values() if k in m]) for k in names}
+        results[point_name(point) or "all"] = {"runs": per_run, "summary": summary}
+        if per_run:
+            title = " ".join(args.steps + [point_name(point)]).strip()
+            text += [table(per_run, summary, f"{title} (n = {len(per_run)} seeds)"), ""]
     print("\n".join(text))
-    (out / "sweep.md").write_text("\n".join(text))
-    (out / "sweep.json").write_text(json.dumps({"command": command, "results": results},
-                                               indent=1))
+    name = folder_name(steps[-1] + args.grid)       # one pair of files per sweep command
+    (out / f"{name}.md").write_text("\n".join(text))
+    (out / f"{name}.json").write_text(json.dumps({"command": command, "results": results},
+                                                 indent=1))
+    print(f"tables: {out / name}.md and .json")
     failed = sum(not last.ok for _, _, last in runs)
     if failed:
         sys.exit(f"error: {failed} of {len(runs)} runs failed (see the FAIL lines above)")

@@ -49,9 +49,9 @@ def test_two_seeds_then_a_grid_that_reuses_them(tmp_path):
     assert row["mean"] == pytest.approx((a + b) / 2)
     assert row["std"] == pytest.approx(abs(a - b) / math.sqrt(2))   # sample std of two values
     assert results["all"]["summary"]["sft/accuracy"]["n"] == 2
-    assert "dpo/reward_mean" in (out / "sweep.md").read_text()
-    assert json.loads((out / "sweep.json").read_text())["results"]["all"]["runs"]["1"] == \
-        results["all"]["runs"]["1"]
+    assert "dpo/reward_mean" in (out / f"{dpo_folder}.md").read_text()
+    assert json.loads((out / f"{dpo_folder}.json").read_text())["results"]["all"]["runs"]["seed 1"] == \
+        results["all"]["runs"]["seed 1"]
 
     # The same SFT step, then IPO: SFT is reused, IPO gets its own folder holding a copy
     # of the seed's SFT checkpoint, and the DPO run's folder is left alone.
