@@ -127,7 +127,7 @@ def files_of(folder: Path) -> dict[str, float]:
         if folder.is_dir() else {}
 
 
-def link_files(step: Step) -> None:
+def copy_earlier_files(step: Step) -> None:
     """Give a run's own folder copies of the files the steps before it wrote (copies, not
     links: a script that rewrites a file in place must not change the shared one)."""
     s = step.after
@@ -155,7 +155,7 @@ def execute(step: Step, threads: int, log) -> None:
             log(f"reuse seed {step.seed} {' '.join(step.argv)} ({step.folder})")
             step.ok = True
             return
-        link_files(step)
+        copy_earlier_files(step)
         step.folder.mkdir(parents=True, exist_ok=True)
         before = files_of(step.folder)
         cmd = [sys.executable, str(ROOT / step.argv[0]),
@@ -181,6 +181,8 @@ def execute(step: Step, threads: int, log) -> None:
                                           "seconds": seconds, "files": made}, indent=1))
         step.ok = True
         log(f"done  seed {step.seed} {' '.join(step.argv)} in {seconds:.0f} s")
+    except OSError as e:          # a folder or file sweep.py itself could not write or read
+        log(f"FAIL  seed {step.seed} {' '.join(step.argv)}: {e}")
     finally:
         step.done.set()
 
