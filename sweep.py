@@ -194,16 +194,17 @@ def run_metrics(last: Step) -> dict[str, float]:
     chain = [last]
     while chain[-1].after is not None:
         chain.append(chain[-1].after)
-    metrics = {}
+    metrics, total = {}, 0.0
     for step in reversed(chain):
         stamp = json.loads(step.stamp.read_text())
         metrics[f"seconds/{Path(step.argv[0]).stem}"] = stamp["seconds"]
+        total += stamp["seconds"]
         for name in stamp["files"]:
             if name.endswith("_eval.json"):
                 for k, v in json.loads((step.folder / name).read_text()).items():
                     if isinstance(v, (int, float)):
                         metrics[f"{name.removesuffix('_eval.json')}/{k}"] = v
-    metrics["seconds/total"] = sum(json.loads(s.stamp.read_text())["seconds"] for s in chain)
+    metrics["seconds/total"] = total
     return metrics
 
 

@@ -149,10 +149,10 @@ def leave_process_group() -> None:
     """At the end of a run under torchrun: every process waits for the others (rank 0
     may still be evaluating and saving), then all tear the group down together, so no
     process closes its connections while another is still using them. gc.collect()
-    first frees the DDP wrapper, which sits in a reference cycle with its parameters'
-    hooks and holds the group: left to the interpreter's exit, the group's gloo worker
-    threads are destroyed there and the process aborts ("terminate called without an
-    active exception"; see pytorch/pytorch PR 179291)."""
+    first frees a DDP wrapper left in a reference cycle, which would hold the group:
+    left to the interpreter's exit, the group's gloo worker threads are destroyed there
+    and the process can abort ("terminate called without an active exception", as
+    pytorch/pytorch PR 179291 describes; our reading of a rare abort, not proven)."""
     if dist.is_initialized():
         dist.barrier()
         gc.collect()

@@ -24,8 +24,8 @@ from data.batching import end_id, stream_batch, token_stream  # noqa: E402
 from data.tokenizer import get_tokenizer  # noqa: E402
 from data.world import eval_prompts, parse_prompt, pretrain_lines  # noqa: E402
 from losses import sft_loss  # noqa: E402
-from model import GPT, GPTConfig, sample  # noqa: E402
-from train_sft import SFTConfig  # noqa: E402
+from model import sample  # noqa: E402
+from train_sft import SFTConfig, new_model  # noqa: E402
 from train_utils import make_optimizer, optimizer_step, set_lr, set_seed  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     set_seed(args.seed)
     stream, starts = token_stream(pretrain_lines(defaults.pretrain_lines, seed=args.seed))
     gen = torch.Generator().manual_seed(args.seed)
-    model = GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab))
+    model = new_model(defaults, torch.device("cpu"))
     opt = make_optimizer(model, args.learning_rate, defaults.weight_decay, torch.device("cpu"))
     prompts, t0 = eval_prompts(256), time.time()
     for step in range(args.steps):
