@@ -2,6 +2,7 @@
 
     python bench.py                          # the default model, on the default device
     python bench.py --n_layer 8 --n_embd 512 --block_size 256 --batch_size 32   # a bigger one
+    python bench.py --smoke                  # every row once, on a tiny model (seconds)
 
 Rows:
     matmul peak      this machine's own measured matmul FLOP/s (fp32 on CPU, bf16 on
@@ -28,31 +29,43 @@ from pathlib import Path
 
 import torch
 
+from cli import check_bounds, flag, run_cli
 from data.batching import end_id, prompt_ids, stream_batch, token_stream
-from data.evaluation import MAX_NEW_TOKENS
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines
+from distributed import for_training
+from evaluation import MAX_NEW_TOKENS
 from losses import dpo_loss, sft_loss
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, sample, sample_naive
 from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
-from train_utils import flag, for_training, make_optimizer, optimizer_step, print_table, run_cli
+from train_utils import make_optimizer, optimizer_step, print_table, smoke_config
 
 
 @dataclass
 class BenchConfig:
-    out_dir: str = flag("out", "folder holding sft.pt (optional, for the sampling rows)")
-    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)")
-    repeats: int = flag(5, "timed runs per row (the median is reported)")
-    steps: int = flag(10, "training steps per timed run")
-    n_layer: int = flag(3, "model size for the training rows (default: train_sft.py's)")
-    n_embd: int = flag(96, "embedding width")
-    n_head: int = flag(4, "attention heads")
-    block_size: int = flag(64, "context length")
-    batch_size: int = flag(32, "rows (pretraining) or pairs (DPO) per step")
-    prompts: int = flag(16, "prompts per sampling call")
-    num_generations: int = flag(8, "G: samples per prompt")
-    skip_naive: bool = flag(False, "leave out the naive sampler (slow on big models)")
-    compile: bool = flag(False, "torch.compile the model for the training rows")
+    out_dir: str = flag("out", "folder holding sft.pt (optional, for the sampling rows)", "run")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)", "run")
+    smoke: bool = flag(False, "every row once on a tiny model, for tests", "run")
+    repeats: int = flag(5, "timed runs per row (the median is reported)", "run", at_least=1)
+    steps: int = flag(10, "training steps per timed run", at_least=1)
+    n_layer: int = flag(3, "transformer blocks (the default is train_sft.py's model)", "model",
+                        at_least=1)
+    n_embd: int = flag(96, "embedding width", "model", at_least=1)
+    n_head: int = flag(4, "attention heads", "model", at_least=1)
+    block_size: int = flag(64, "context length", "model", at_least=16)
+    batch_size: int = flag(32, "rows (pretraining) or pairs (DPO) per step", at_least=1)
+    prompts: int = flag(16, "prompts per sampling call", "sampling", at_least=1)
+    num_generations: int = flag(8, "G: samples per prompt", "sampling", at_least=1)
+    skip_naive: bool = flag(False, "leave out the naive sampler (slow on big models)",
+                            "sampling")
+    compile: bool = flag(False, "torch.compile the model for the training rows", "run")
+
+    def __post_init__(self):
+        check_bounds(self)
+
+
+SMOKE = dict(repeats=1, steps=1, n_layer=1, n_embd=32, n_head=2, batch_size=4, prompts=2,
+             num_generations=2)
 
 
 def sync(device):
@@ -129,8 +142,8 @@ def bench_dpo(cfg, model_cfg, device) -> dict:
 
     def steps():
         for _ in range(cfg.steps):
-            out = pair_logps(net, batch, device)
-            dpo_loss(out[0], out[1], ref[0], ref[1])[0].mean().backward()
+            logps = pair_logps(net, batch, device)
+            dpo_loss(logps.chosen, logps.rejected, ref.chosen, ref.rejected)[0].mean().backward()
             optimizer_step(policy, opt, 1.0)
 
     return {"steps/s": cfg.steps / median_seconds(steps, device, cfg.repeats)}
@@ -144,12 +157,12 @@ def bench_sampling(cfg, device) -> dict:
     prompts = [prompt_ids(p) for p in eval_prompts(cfg.prompts)]
     rows = {}
     for name, sampler in [("kv cache", sample), ("naive", sample_naive)][:1 + (not cfg.skip_naive)]:
-        gen = torch.Generator()
+        rng = torch.Generator()
 
         def run():
-            gen.manual_seed(0)
-            return sampler(model, prompts, MAX_NEW_TOKENS, end_id(), 1.0, None,
-                           cfg.num_generations, gen)
+            rng.manual_seed(0)
+            return sampler(model, prompts, max_new_tokens=MAX_NEW_TOKENS, end_id=end_id(),
+                           num_samples=cfg.num_generations, generator=rng)
         n_tokens = int(run()[1].sum())
         rows[f"sampling, {name}"] = {"tokens/s": n_tokens / median_seconds(
             run, device, cfg.repeats), "tokens": n_tokens}
@@ -157,6 +170,8 @@ def bench_sampling(cfg, device) -> dict:
 
 
 def main(cfg: BenchConfig) -> dict:
+    if cfg.smoke:
+        cfg = smoke_config(cfg, SMOKE)
     device = get_device(cfg.device)
     torch.manual_seed(0)
     model_cfg = GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,

@@ -59,6 +59,17 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 
+def nll_loss(policy_chosen_logps_mean):
+    """The chosen answer's length-normalised NLL, -log pi(y_w|x) / |y_w|, per example: (B,).
+
+    Iterative RPO (Pang et al. 2024, Eq. 1) adds it to DPO with a weight alpha:
+        L = L_DPO - alpha * log pi(y_w|x) / |y_w|                        (TRL's rpo_alpha)
+    so the chosen answers are held up while DPO pushes the rejected ones down.
+    policy_chosen_logps_mean: per-token mean log-probs of the chosen answers, (B,).
+    """
+    return -policy_chosen_logps_mean
+
+
 def ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
              ref_rejected_logps, beta: float = 0.1):
     """IPO (Azar et al. 2023, Eq. 17): (h - 1/(2 beta))^2, per example.

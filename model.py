@@ -166,7 +166,7 @@ def _uniforms(n_rows, max_new_tokens, generator, device):
 
 
 @torch.no_grad()
-def sample(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: int,
+def sample(model: GPT, prompts: list[list[int]], *, max_new_tokens: int, end_id: int,
            temperature: float = 1.0, top_k: int | None = None, num_samples: int = 1,
            generator: torch.Generator | None = None):
     """Sample num_samples completions for each prompt with a KV cache.
@@ -218,7 +218,7 @@ def sample(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: in
 
 
 @torch.no_grad()
-def sample_naive(model: GPT, prompts: list[list[int]], max_new_tokens: int, end_id: int,
+def sample_naive(model: GPT, prompts: list[list[int]], *, max_new_tokens: int, end_id: int,
                  temperature: float = 1.0, top_k: int | None = None, num_samples: int = 1,
                  generator: torch.Generator | None = None):
     """Reference for `sample`: one row at a time, the full forward at every step, no cache."""
@@ -292,6 +292,8 @@ def first_line(e: Exception) -> str:
 def read_checkpoint(path, device="cpu") -> dict:
     """The checkpoint dict, read with weights_only=True, or a CheckpointError saying why not."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:

@@ -7,7 +7,8 @@
 Each positional argument is one step: a script and its flags, in quotes if it has
 any. A run is one seed (and one grid point): its steps run in order, as separate
 processes, each given --seed S and an --out_dir, so every script finds the
-checkpoints of the steps before it (train_dpo.py reads OUT_DIR/sft.pt).
+checkpoints of the steps before it (train_dpo.py reads OUT_DIR/sft.pt), and
+--overwrite (the stamps below decide when a step must run again).
 
 The grid's flags go to the last step only. The steps before the last run once per
 seed, in OUT/seed<S>, shared by every run of that seed. The last step runs in a
@@ -160,7 +161,8 @@ def execute(step: Step, threads: int, log) -> None:
         before = files_of(step.folder)
         cmd = [sys.executable, str(ROOT / step.argv[0]),
                *(a.replace("{out_dir}", str(step.folder)) for a in step.argv[1:]),
-               "--seed", str(step.seed), "--out_dir", str(step.folder)]
+               "--seed", str(step.seed), "--out_dir", str(step.folder),
+               "--overwrite"]      # the stamps, not the scripts, decide what is stale here
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.setdefault("OMP_NUM_THREADS", str(threads))
         log_path = step.folder / f"{Path(step.argv[0]).stem}.log"

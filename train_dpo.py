@@ -16,7 +16,7 @@ DPO in five steps (Rafailov et al. 2023):
 Where this departs from the paper, and why:
 - The loss adds an NLL term on the chosen answers, as Iterative RPO does (Pang et
   al. 2024, eq. 1: DPO + the chosen answer's length-normalised NLL, weight 1;
-  TRL's rpo_alpha): loss = dpo + rpo_alpha * mean_t(-log pi(y_w,t)). Without it
+  TRL's rpo_alpha): loss = dpo + rpo_alpha * losses.nll_loss. Without it
   (--rpo_alpha 0, the paper's loss) DPO's pull on the rejected answers drags the
   chosen ones down too (their log-probs fell from -2.0 to -16.7 nats in the 150
   default steps) and the samples stutter ("it it it it is 15.").
@@ -36,17 +36,20 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from cli import AlignConfig, flag, run_cli
 from data.batching import chat_batch, encode_rows, read_jsonl, to_device, write_jsonl
-from data.evaluation import evaluate, generate, kl_to_reference, win_rate
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
-from losses import dpo_loss, ipo_loss, sequence_logprobs, simpo_loss
+from distributed import barrier, for_training, is_main, shard
+from evaluation import evaluate, generate, kl_to_reference, win_rate
+from losses import dpo_loss, ipo_loss, nll_loss, sequence_logprobs, simpo_loss
 from model import autocast, save_checkpoint
-from train_utils import (AlignConfig, barrier, flag, for_training, is_main,
-                         load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         run_cli, run_steps, save_json, set_lr, shard, start_run)
+from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
+                         save_json, set_lr, start_run)
+from training_run import TrainingRun
 
 # The default beta of each objective. IPO's tau acts on per-token means here: 0.1 asks
 # for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33), 0.5 for one nat.
@@ -55,25 +58,26 @@ BETA = {"dpo": 0.1, "ipo": 0.5, "simpo": 2.0}
 
 @dataclass
 class DPOConfig(AlignConfig):
-    loss: str = flag("dpo", "which objective", choices=["dpo", "ipo", "simpo"])
-    beta: float = flag(None, "beta (DPO/SimPO) or tau (IPO); default 0.1, 0.5, 2.0 (BETA)",
-                       above=0)
-    gamma: float = flag(0.5, "SimPO target margin", at_least=0)
+    loss: str = flag("dpo", "which objective", "method", choices=["dpo", "ipo", "simpo"])
+    beta: float = flag(None, "beta (DPO, SimPO) or tau (IPO) (default: 0.1 for dpo, 0.5 for "
+                             "ipo, 2.0 for simpo)", "method", above=0)
+    gamma: float = flag(0.5, "SimPO target margin", "method", at_least=0)
     label_smoothing: float = flag(0.0, "conservative DPO: assumed label-flip probability",
-                                  at_least=0)
-    ipo_sum: bool = flag(False, "IPO on summed instead of per-token mean log-probs")
+                                  "method", at_least=0)
+    ipo_sum: bool = flag(False, "IPO on summed instead of per-token mean log-probs (the "
+                                "default follows the IPO authors and TRL)", "method")
     rpo_alpha: float = flag(1.0, "weight of the NLL term on the chosen answers (RPO); "
-                            "0 is the paper's loss, which runs away on this model", at_least=0)
-    # data
-    data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: build them)")
-    pairs: str = flag("onpolicy", "how to build pairs: onpolicy (SFT samples judged by the "
-                      "reward) or offpolicy (two personas' answers)",
-                      choices=["onpolicy", "offpolicy"])
-    num_prompts: int = flag(2000, "training prompts to build pairs from", at_least=1)
-    samples_per_prompt: int = flag(4, "on-policy samples per prompt", at_least=2)
+                            "0 is the paper's loss, which runs away on this model", "method",
+                            at_least=0)
+    data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: build them)",
+                     "data")
+    pair_source: str = flag("onpolicy", "how to build pairs: onpolicy (SFT samples judged by "
+                            "the reward) or offpolicy (two personas' answers)", "data",
+                            choices=["onpolicy", "offpolicy"])
+    num_prompts: int = flag(2000, "training prompts to build pairs from", "data", at_least=1)
+    samples_per_prompt: int = flag(4, "on-policy samples per prompt", "data", at_least=2)
     label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels",
-                                    at_least=0)
-    # training
+                                    "data", at_least=0)
     live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
     # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry",
     # "Hmm") and broke off into no persona (README, "Numbers that hold")
@@ -84,13 +88,16 @@ class DPOConfig(AlignConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.beta is None:
+            self.beta = BETA[self.loss]
         if self.label_smoothing >= 0.5:
             raise ValueError(f"--label_smoothing must be < 0.5, got {self.label_smoothing}")
 
 
 # Smoke pairs come from the persona generator: an untrained smoke model's samples are
 # byte soup that re-encodes longer than the context.
-SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16, pairs="offpolicy")
+SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16,
+             pair_source="offpolicy")
 
 
 # ------------------------------------------------------------------ pairs
@@ -109,10 +116,10 @@ def label(rng, prompt, a, b, temperature):
 def onpolicy_pairs(model, prompts, cfg, seed):
     """Sample K answers per prompt from the model; best vs worst (or two random ones, BT)."""
     K, rng = cfg.samples_per_prompt, random.Random(seed)
-    texts, _ = generate(model, prompts, num_samples=K, seed=seed)
+    answers, _ = generate(model, prompts, num_samples=K, seed=seed)
     pairs = []
     for i, p in enumerate(prompts):
-        group = sorted(texts[i * K:(i + 1) * K], key=lambda r: reward(p, r))
+        group = sorted(answers[i * K:(i + 1) * K], key=lambda r: reward(p, r))
         a, b = (group[-1], group[0]) if cfg.label_temperature == 0 else rng.sample(group, 2)
         if a != b and (lab := label(rng, p, a, b, cfg.label_temperature)):
             pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
@@ -134,14 +141,14 @@ def build_pairs(ref_model, init, cfg):
     """Training pairs: from --data, or built and cached in out_dir."""
     if cfg.data:
         return read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
-    cache = Path(cfg.out_dir) / (f"pairs_{cfg.pairs}_n{cfg.num_prompts}_k"
+    cache = Path(cfg.out_dir) / (f"pairs_{cfg.pair_source}_n{cfg.num_prompts}_k"
                                  f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
                                  f"s{cfg.seed}.jsonl")
     fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
     if is_main() and not fresh:  # one process builds them, the others wait and read
         prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
         write_jsonl(cache, onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
-                    if cfg.pairs == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
+                    if cfg.pair_source == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
     barrier()
     return read_jsonl(cache, ("prompt", "chosen", "rejected"))
 
@@ -151,8 +158,20 @@ def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
     return encode_rows(pairs, ("chosen", "rejected"), block_size, source, required)
 
 
-def pair_logps(model, batch, device):
-    """One concatenated forward over chosen and rejected: sum and mean log-probs, each (B,)."""
+class PairLogps(NamedTuple):
+    """log pi of each pair's answers, each (B,): summed over the answer's tokens, and the
+    per-token mean (the length-normalised form SimPO and IPO use)."""
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    chosen_mean: torch.Tensor
+    rejected_mean: torch.Tensor
+
+    def select(self, idx, device) -> "PairLogps":
+        return PairLogps(*(to_device(t[idx], device) for t in self))
+
+
+def pair_logps(model, batch, device) -> PairLogps:
+    """One concatenated forward over chosen and rejected answers (B pairs -> 2B rows)."""
     B = len(batch)
     prompts = [p for p, _, _ in batch] * 2
     completions = [c for _, c, _ in batch] + [r for _, _, r in batch]
@@ -161,27 +180,33 @@ def pair_logps(model, batch, device):
         logits = model(inputs)                                        # (2B, T, V)
     total = sequence_logprobs(logits, targets, mask)                  # (2B,)
     mean = total / mask.sum(-1)
-    return total[:B], total[B:], mean[:B], mean[B:]
+    return PairLogps(total[:B], total[B:], mean[:B], mean[B:])
 
 
 @torch.no_grad()
-def reference_logps(ref_model, encoded, device, batch_size=128):
-    """Precomputed once: the frozen reference's (sum, mean) log-probs for every pair."""
-    parts = [pair_logps(ref_model, encoded[i:i + batch_size], device)
+def pair_logps_of_all(model, encoded, device, batch_size=128) -> PairLogps:
+    """pair_logps of every pair, in chunks, kept on the CPU: the frozen reference's are
+    computed once before training, the policy's for the held-out evaluation."""
+    parts = [pair_logps(model, encoded[i:i + batch_size], device)
              for i in range(0, len(encoded), batch_size)]
-    return [torch.cat([p[k] for p in parts]).float().cpu() for k in range(4)]   # on the CPU
+    return PairLogps(*(torch.cat(column).float().cpu() for column in zip(*parts)))
 
 
-def preference_loss(cfg, policy, ref, loss_fn=None):
-    """Dispatch to the chosen loss; policy and ref are (sum_c, sum_r, mean_c, mean_r).
-    loss_fn, if given, stands in for the losses.py function of cfg.loss (same signature)."""
+def preference_loss(cfg, policy: PairLogps, ref: PairLogps, loss_fn=None):
+    """(losses, chosen_rewards, rejected_rewards) of the objective cfg.loss, with the
+    log-probs it takes (sums or per-token means). loss_fn, if given, stands in for the
+    losses.py function of cfg.loss; it gets the same arguments, hyperparameters by keyword."""
     if cfg.loss == "dpo":
-        return (loss_fn or dpo_loss)(policy[0], policy[1], ref[0], ref[1], cfg.beta,
-                                     cfg.label_smoothing)
+        return (loss_fn or dpo_loss)(policy.chosen, policy.rejected, ref.chosen, ref.rejected,
+                                     beta=cfg.beta, label_smoothing=cfg.label_smoothing)
     if cfg.loss == "ipo":
-        k = 0 if cfg.ipo_sum else 2
-        return (loss_fn or ipo_loss)(policy[k], policy[k + 1], ref[k], ref[k + 1], cfg.beta)
-    return (loss_fn or simpo_loss)(policy[2], policy[3], cfg.beta, cfg.gamma)
+        if cfg.ipo_sum:
+            return (loss_fn or ipo_loss)(policy.chosen, policy.rejected, ref.chosen,
+                                         ref.rejected, beta=cfg.beta)
+        return (loss_fn or ipo_loss)(policy.chosen_mean, policy.rejected_mean, ref.chosen_mean,
+                                     ref.rejected_mean, beta=cfg.beta)
+    return (loss_fn or simpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta,
+                                   gamma=cfg.gamma)
 
 
 # ------------------------------------------------------------------ checks
@@ -201,37 +226,41 @@ def warn_if_suspicious(cfg, pairs):
 
 # ------------------------------------------------------------------ main
 
-def train(cfg, policy, ref_model, encoded, ref, device, loss_fn=None):
+def train(cfg, policy, ref_model, encoded, ref_logps: PairLogps | None, device, loss_fn=None):
+    """The training loop. ref_logps: the reference's log-probs of every pair (None: --live_ref)."""
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    with TrainingRun(cfg.loss, cfg, policy, opt, rng, cfg.max_steps, log_every=25,
+                     show=("loss", "rewards/margins")) as run:
+        for step in range(run.start, cfg.max_steps):
+            lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
+            idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=rng))
+            batch = [encoded[i] for i in idx.tolist()]                  # (prompt, chosen, rejected)
+            policy_logps = pair_logps(net, batch, device)
+            if cfg.live_ref:
+                with torch.no_grad():
+                    batch_ref_logps = pair_logps(ref_model, batch, device)
+            else:
+                batch_ref_logps = ref_logps.select(idx, device)
+            losses, chosen_rewards, rejected_rewards = preference_loss(
+                cfg, policy_logps, batch_ref_logps, loss_fn)
+            nll = nll_loss(policy_logps.chosen_mean).mean()
+            loss = losses.mean() + cfg.rpo_alpha * nll                 # RPO (Pang et al. 2024, Eq. 1)
+            loss.backward()
+            optimizer_step(policy, opt, cfg.grad_clip)
+            run.log(step, {"loss": loss.detach(), "nll_loss": nll.detach(), "lr": lr,
+                           **preference_metrics(policy_logps, chosen_rewards, rejected_rewards)})
 
-    def step_fn(step):
-        lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=gen))
-        batch = [encoded[i] for i in idx.tolist()]
-        policy_out = pair_logps(net, batch, device)
-        if cfg.live_ref:
-            with torch.no_grad():
-                ref_out = pair_logps(ref_model, batch, device)
-        else:
-            ref_out = [to_device(r[idx], device) for r in ref]
-        losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out,
-                                                                   loss_fn)
-        nll = -policy_out[2].mean()                    # chosen answers' mean -log pi per token
-        loss = losses.mean() + cfg.rpo_alpha * nll     # RPO (Pang et al. 2024, eq. 1)
-        loss.backward()
-        optimizer_step(policy, opt, cfg.grad_clip)
-        chosen, rejected = policy_out[0].detach(), policy_out[1].detach()
-        return {"loss": loss.detach(), "nll_loss": nll.detach(),
-                "rewards/chosen": chosen_rewards.mean(),
-                "rewards/rejected": rejected_rewards.mean(),
-                "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
-                "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
-                "logps/chosen": chosen.mean(), "logps/rejected": rejected.mean(), "lr": lr}
 
-    run_steps(cfg.loss, cfg, policy, opt, gen, cfg.max_steps, step_fn, 25,
-              lambda m: f"loss {m['loss']:.3f} margin {m['rewards/margins']:.2f}")
+def preference_metrics(policy_logps: PairLogps, chosen_rewards, rejected_rewards) -> dict:
+    """The DPO dashboard (TRL's names), as tensors: read back when the run logs them."""
+    return {"rewards/chosen": chosen_rewards.mean(),
+            "rewards/rejected": rejected_rewards.mean(),
+            "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
+            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
+            "logps/chosen": policy_logps.chosen.detach().mean(),
+            "logps/rejected": policy_logps.rejected.detach().mean()}
 
 
 @torch.no_grad()
@@ -243,27 +272,25 @@ def implicit_reward_accuracy(cfg, policy, ref_model, device, loss_fn=None):
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")
-    policy_out = reference_logps(policy, encoded, device)
-    ref_out = reference_logps(ref_model, encoded, device)
-    _, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_out, ref_out, loss_fn)
+    _, chosen_rewards, rejected_rewards = preference_loss(
+        cfg, pair_logps_of_all(policy, encoded, device),
+        pair_logps_of_all(ref_model, encoded, device), loss_fn)
     return (chosen_rewards > rejected_rewards).float().mean().item()
 
 
 def main(cfg: DPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
     pass their own) replaces the losses.py function of --loss, with the same signature."""
-    cfg, device = start_run(cfg, SMOKE)
-    if cfg.beta is None:
-        cfg = replace(cfg, beta=BETA[cfg.loss])
+    cfg, device = start_run(cfg, SMOKE, outputs=[f"{cfg.loss}.pt"])
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
     train_pairs = build_pairs(ref_model, init, cfg)
     warn_if_suspicious(cfg, train_pairs)
     encoded = encode_pairs(train_pairs, ref_model.config.block_size, cfg.data or "pairs")
-    ref = None if cfg.live_ref else reference_logps(ref_model, encoded, device)
+    ref_logps = None if cfg.live_ref else pair_logps_of_all(ref_model, encoded, device)
     print(f"{cfg.loss} on {len(encoded)} pairs, beta {cfg.beta}, "
           f"{'live' if cfg.live_ref else 'precomputed'} reference")
-    train(cfg, policy, ref_model, encoded, ref, device, loss_fn)
+    train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():
         return {}

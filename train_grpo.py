@@ -8,7 +8,7 @@ GRPO in four steps (Shao et al. 2024, DeepSeekMath, Sec. 4.1):
 1. Sample: for each prompt q, draw a group of G answers o_1..o_G from the current
    ("old") policy, with one KV-cache prefill per prompt (model.sample).
 2. Score: r_i from a rule, with no reward model: 1 if o_i's final answer is right,
-   plus an optional --format_reward for a well-formed answer.
+   else 0 (rule_rewards).
 3. Advantage: A_i = (r_i - mean(r)) / std(r) within the group, shared by every
    token of o_i (losses.grpo_advantages). No critic: the group is the baseline.
 4. Update: maximise min(ratio A, clip(ratio, 1-eps, 1+eps) A) - beta KL(pi || pi_ref)
@@ -37,37 +37,42 @@ from pathlib import Path
 
 import torch
 
+from cli import AlignConfig, flag, run_cli
 from data.batching import chat_batch, decode_completion, end_id, prompt_ids
-from data.evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
-from data.world import eval_prompts, final_answer, is_correct, rl_rows
+from data.world import eval_prompts, is_correct, rl_rows
+from distributed import for_training, is_main, shard
+from evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
 from losses import grpo_advantages, grpo_loss, token_logprobs
 from model import autocast, sample, save_checkpoint
-from train_utils import (AlignConfig, flag, for_training, is_main, load_policy_and_reference,
-                         make_optimizer, optimizer_step, print_table, run_cli, run_steps,
-                         save_json, set_lr, shard, start_run)
+from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
+                         save_json, set_lr, start_run)
+from training_run import TrainingRun
 
 
 @dataclass
 class GRPOConfig(AlignConfig):
-    num_generations: int = flag(8, "G: answers sampled per prompt (the group)", at_least=2)
-    prompts_per_step: int = flag(16, "prompts per step; a step trains on prompts x G answers",
-                                 at_least=1)
-    temperature: float = flag(1.0, "sampling temperature (log-probs use it too)", above=0)
-    max_new_tokens: int = flag(MAX_NEW_TOKENS, "longest answer sampled", at_least=1)
+    num_generations: int = flag(8, "G: answers sampled per prompt (the group)", "method",
+                                at_least=2)
     beta: float = flag(0.04, "KL penalty toward the SFT reference (0 drops the reference)",
-                       at_least=0)
-    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old", above=0)
-    loss_type: str = flag("grpo", "how per-token terms are averaged",
+                       "method", at_least=0)
+    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old", "method", above=0)
+    loss_type: str = flag("grpo", "how per-token terms are averaged", "method",
                           choices=["grpo", "dr_grpo", "dapo"])
     scale_rewards: str = flag("group", "divide advantages by the group's std, the batch's, "
-                              "or not at all (Dr. GRPO)", choices=["group", "batch", "none"])
-    num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)",
+                              "or not at all (Dr. GRPO)", "method",
+                              choices=["group", "batch", "none"])
+    num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)", "method",
                                at_least=1)
-    format_reward: float = flag(0.0, "added for an answer that ends with a number and the "
-                                     "end token")
-    mask_truncated: bool = flag(True, "leave answers cut off at max_new_tokens out of the loss")
+    mask_truncated: bool = flag(True, "leave answers cut off at max_new_tokens out of the "
+                                      "loss", "method")
+    temperature: float = flag(1.0, "sampling temperature (log-probs use it too)", "sampling",
+                              above=0)
+    max_new_tokens: int = flag(MAX_NEW_TOKENS, "longest answer sampled", "sampling",
+                               at_least=1)
     num_prompts: int = flag(5000, "training prompts (the verifiable tasks' training split)",
-                            at_least=1)
+                            "data", at_least=1)
+    prompts_per_step: int = flag(16, "prompts per step; a step trains on prompts x G answers",
+                                 at_least=1)
     learning_rate: float = flag(1e-4, "peak learning rate (AdamW)", above=0)
     max_steps: int = flag(200, "sampling steps", at_least=1)
     warmup_steps: int = flag(5, "linear warmup steps", at_least=0)
@@ -77,93 +82,92 @@ SMOKE = dict(num_generations=4, prompts_per_step=4, max_steps=4, num_prompts=64,
              eval_prompts=16, max_new_tokens=16)
 
 
-def rule_rewards(prompts, texts, finished, format_weight):
-    """(correct, format) per answer, each (N,): the answer check, and the format term."""
-    correct = torch.tensor([float(is_correct(p, t)) for p, t in zip(prompts, texts)])
-    well_formed = torch.tensor([float(f and final_answer(t).isdigit())
-                                for t, f in zip(texts, finished)])
-    return correct, format_weight * well_formed
+def rule_rewards(prompts, answers) -> torch.Tensor:
+    """1.0 for an answer whose final number is right, else 0.0: (N,)."""
+    return torch.tensor([float(is_correct(p, a)) for p, a in zip(prompts, answers)])
 
 
-def completion_logps(model, inputs, targets, mask, temperature):
-    """Per-token log-probs of the sampled tokens under `model`, (N, T), zero off the mask."""
+def answer_token_logps(model, inputs, targets, mask, temperature):
+    """Per-token log-probs of the sampled answers' tokens under `model`, (N, T), zero off the mask."""
     with autocast(inputs.device):
-        logits = model(inputs)
+        logits = model(inputs)                                                # (N, T, V)
     return token_logprobs(logits.float() / temperature, targets) * mask
 
 
-def rollout(policy, prompts, cfg, gen, device):
-    """Step 1 and 2: G answers per prompt, their rewards, and the batch to train on."""
+def rollout(policy, prompts, cfg, rng, device):
+    """Steps 1 and 2: G answers per prompt, their rewards, and the batch to train on."""
     G, ids = cfg.num_generations, [prompt_ids(p) for p in prompts]
-    tokens, sampled = sample(policy, ids, cfg.max_new_tokens, end_id(), cfg.temperature, None,
-                             G, gen)                                      # (N, T_new) each
+    tokens, sampled = sample(policy, ids, max_new_tokens=cfg.max_new_tokens, end_id=end_id(),
+                             temperature=cfg.temperature, num_samples=G,
+                             generator=rng)                                # (N, T_new) each
     rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
     finished = [bool(r) and r[-1] == end_id() for r in rows]
-    texts = [decode_completion(r) for r in rows]
-    correct, fmt = rule_rewards([p for p in prompts for _ in range(G)], texts, finished,
-                                cfg.format_reward)                        # row i*G+g
+    rewards = rule_rewards([p for p in prompts for _ in range(G)],
+                           [decode_completion(r) for r in rows])          # row i*G+g
     inputs, targets, mask = chat_batch([i for i in ids for _ in range(G)], rows, device)
     if cfg.mask_truncated:
         mask = mask * torch.tensor(finished, dtype=mask.dtype, device=device)[:, None]
-    return dict(inputs=inputs, targets=targets, mask=mask, correct=correct, format=fmt,
+    return dict(inputs=inputs, targets=targets, mask=mask, rewards=rewards,
                 finished=torch.tensor(finished, dtype=torch.float),
                 lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
 
 
-def train(cfg, policy, ref_model, device):
+def train(cfg, policy, ref_model, device, loss_fn=None):
+    """The training loop. loss_fn, if given, stands in for losses.grpo_loss (same signature)."""
     prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 200)]
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)  # several processes: each samples its own groups
-    gen = torch.Generator().manual_seed(cfg.seed)
-    G = cfg.num_generations
+    rng = torch.Generator().manual_seed(cfg.seed)
+    with TrainingRun("grpo", cfg, policy, opt, rng, cfg.max_steps, log_every=10,
+                     show=("reward", "kl")) as run:
+        for step in range(run.start, cfg.max_steps):
+            lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
+            idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=rng).tolist())
+            batch = rollout(policy, [prompts[i] for i in idx], cfg, rng, device)
+            advantages = grpo_advantages(batch["rewards"], cfg.num_generations,
+                                         cfg.scale_rewards).to(device)        # (N,)
+            answers = batch["inputs"], batch["targets"], batch["mask"], cfg.temperature
+            with torch.no_grad():
+                ref_logps = answer_token_logps(ref_model, *answers) if cfg.beta > 0 else None
+            old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
+            for _ in range(cfg.num_iterations):
+                logps = answer_token_logps(net, *answers)                    # (N, T)
+                if old_logps is None:
+                    old_logps = logps.detach()
+                loss, stats = (loss_fn or grpo_loss)(
+                    logps, old_logps, ref_logps, advantages, batch["mask"], epsilon=cfg.epsilon,
+                    beta=cfg.beta, loss_type=cfg.loss_type)
+                loss.backward()
+                optimizer_step(policy, opt, cfg.grad_clip)
+            run.log(step, {"loss": loss.detach(), "lr": lr, **stats,
+                           **group_metrics(batch, cfg.num_generations)})
 
-    def step_fn(step):
-        lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
-        idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=gen).tolist())
-        batch = rollout(policy, [prompts[i] for i in idx], cfg, gen, device)
-        rewards = batch["correct"] + batch["format"]                       # (N,)
-        advantages = grpo_advantages(rewards, G, cfg.scale_rewards).to(device)
-        args = batch["inputs"], batch["targets"], batch["mask"], cfg.temperature
-        with torch.no_grad():
-            ref_logps = completion_logps(ref_model, *args) if cfg.beta > 0 else None
-        old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
-        for _ in range(cfg.num_iterations):
-            logps = completion_logps(net, *args)
-            if old_logps is None:
-                old_logps = logps.detach()
-            loss, stats = grpo_loss(logps, old_logps, ref_logps, advantages, batch["mask"],
-                                    cfg.epsilon, cfg.beta, cfg.loss_type)
-            loss.backward()
-            optimizer_step(policy, opt, cfg.grad_clip)
-        group_std = rewards.view(-1, G).std(dim=1)
-        return {"loss": loss.detach(), "reward": rewards.mean(),
-                "reward_std": group_std.mean(),
-                "frac_reward_zero_std": (group_std == 0).float().mean(),
-                "reward/correct": batch["correct"].mean(),
-                "reward/format": batch["format"].mean(),
-                "kl": stats["kl"], "clip_ratio": stats["clip_ratio"],
-                "completions/mean_length": batch["lengths"].mean(),
-                "completions/truncated": 1 - batch["finished"].mean(),
-                "lr": lr}
 
-    run_steps("grpo", cfg, policy, opt, gen, cfg.max_steps, step_fn, 10,
-              lambda m: f"reward {m['reward']:.3f} kl {m['kl']:.3f}")
+def group_metrics(batch, G: int) -> dict:
+    """What a GRPO step's samples were like (TRL's names)."""
+    group_std = batch["rewards"].view(-1, G).std(dim=1)
+    return {"reward": batch["rewards"].mean(), "reward_std": group_std.mean(),
+            "frac_reward_zero_std": (group_std == 0).float().mean(),
+            "completions/mean_length": batch["lengths"].mean(),
+            "completions/truncated": 1 - batch["finished"].mean()}
 
 
 def pass_at_g(model, prompts, G, seed) -> float:
     """Share of prompts with at least one right answer among G samples."""
-    texts, _ = generate(model, prompts, num_samples=G, seed=seed)
-    return sum(any(is_correct(p, t) for t in texts[i * G:(i + 1) * G])
+    answers, _ = generate(model, prompts, num_samples=G, seed=seed)
+    return sum(any(is_correct(p, a) for a in answers[i * G:(i + 1) * G])
                for i, p in enumerate(prompts)) / len(prompts)
 
 
-def main(cfg: GRPOConfig) -> dict:
-    cfg, device = start_run(cfg, SMOKE)
+def main(cfg: GRPOConfig, loss_fn=None) -> dict:
+    """Train, save, evaluate; returns the trained model's metrics. loss_fn (notebook 03
+    passes its own) replaces losses.grpo_loss, with the same signature."""
+    cfg, device = start_run(cfg, SMOKE, outputs=["grpo.pt"])
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
     print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "
           f"per step, beta {cfg.beta}, loss {cfg.loss_type}")
-    train(cfg, policy, ref_model if cfg.beta > 0 else None, device)
+    train(cfg, policy, ref_model if cfg.beta > 0 else None, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():
         return {}

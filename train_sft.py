@@ -28,39 +28,35 @@ from pathlib import Path
 
 import torch
 
+from cli import RunConfig, flag, run_cli
 from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
-from data.evaluation import evaluate
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
+from distributed import for_training, grad_sync, is_main, shard
+from evaluation import evaluate
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
-from train_utils import (RunConfig, flag, for_training, grad_sync, is_main, make_optimizer,
-                         optimizer_step, print_table, run_cli, run_steps, save_json, set_lr, shard,
-                         start_run)
+from train_utils import make_optimizer, optimizer_step, print_table, save_json, set_lr, start_run
+from training_run import TrainingRun
 
 
 @dataclass
 class SFTConfig(RunConfig):
-    # what to run
-    stage: str = flag("all", "pretrain, sft, or all (pretrain then sft)",
+    stage: str = flag("all", "pretrain, sft, or all (pretrain then sft)", "method",
                       choices=["pretrain", "sft", "all"])
     init_from: str = flag("", "checkpoint SFT starts from (default: OUT_DIR/pretrain.pt); "
-                              "'scratch' for a fresh model")
-    data: str = flag("", "SFT JSONL of {prompt, completion} rows (default: generated)")
-    # model
-    n_layer: int = flag(3, "transformer blocks", at_least=1)
-    n_head: int = flag(4, "attention heads", at_least=1)
-    n_embd: int = flag(96, "embedding width (a multiple of n_head)", at_least=1)
-    block_size: int = flag(64, "context length in tokens", at_least=16)
-    dropout: float = flag(0.0, "dropout rate", at_least=0)
-    # data
-    digits: int = flag(2, "difficulty: digits of each operand", at_least=1)
-    pretrain_lines: int = flag(200_000, "lines of generated pretraining text", at_least=1)
-    sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)", at_least=1)
-    # optimisation
+                              "'scratch' for a fresh model", "model")
+    n_layer: int = flag(3, "transformer blocks", "model", at_least=1)
+    n_head: int = flag(4, "attention heads", "model", at_least=1)
+    n_embd: int = flag(96, "embedding width (a multiple of n_head)", "model", at_least=1)
+    block_size: int = flag(64, "context length in tokens", "model", at_least=16)
+    data: str = flag("", "SFT JSONL of {prompt, completion} rows (default: generated)", "data")
+    digits: int = flag(2, "difficulty: digits of each operand", "data", at_least=1)
+    pretrain_lines: int = flag(200_000, "lines of generated pretraining text", "data",
+                               at_least=1)
+    sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)", "data", at_least=1)
     pretrain_steps: int = flag(6000, "pretraining steps", at_least=0)
     sft_steps: int = flag(600, "SFT steps", at_least=0)
-    max_steps: int = flag(0, "if > 0, caps the steps of each stage", at_least=0)
     pretrain_batch_size: int = flag(16, "windows of block_size tokens per pretraining "
                                         "micro-batch", at_least=1)
     batch_size: int = flag(32, "chat rows per SFT micro-batch", at_least=1)
@@ -74,8 +70,6 @@ class SFTConfig(RunConfig):
         super().__post_init__()
         if self.n_embd % self.n_head:
             raise ValueError(f"--n_embd {self.n_embd} is not a multiple of --n_head {self.n_head}")
-        if self.dropout >= 1:
-            raise ValueError(f"--dropout must be < 1, got {self.dropout}")
 
 
 SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
@@ -83,52 +77,49 @@ SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
              eval_prompts=16)
 
 
-def train(model, cfg: SFTConfig, name: str, next_batch, gen, steps: int, peak_lr: float,
+def train(model, cfg: SFTConfig, name: str, next_batch, rng, steps: int, peak_lr: float,
           device) -> None:
-    """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping."""
+    """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping.
+    next_batch() -> (inputs, targets, loss mask or None, positions, attention mask)."""
     opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
     net = for_training(model.train(), cfg.compile)
-
-    def step_fn(step):
-        lr = set_lr(opt, step, steps, cfg.warmup_steps, peak_lr)
-        tokens, total = 0, 0.0
-        for micro in range(cfg.grad_accum):
-            inputs, targets, mask, positions, attn_mask = next_batch()
-            with grad_sync(net, now=micro == cfg.grad_accum - 1):
-                with autocast(device):
-                    logits = net(inputs, positions, attn_mask)
-                    loss = sft_loss(logits, targets, mask) / cfg.grad_accum
-                loss.backward()
-            tokens, total = tokens + inputs.numel(), total + loss.detach()
-        grad_norm = optimizer_step(model, opt, cfg.grad_clip)
-        return {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens}
-
-    run_steps(name, cfg, model, opt, gen, steps, step_fn, 100, lambda m: f"loss {m['loss']:.3f}")
+    with TrainingRun(name, cfg, model, opt, rng, steps, log_every=100) as run:
+        for step in range(run.start, steps):
+            lr = set_lr(opt, step, steps, cfg.warmup_steps, peak_lr)
+            tokens, total = 0, 0.0
+            for micro in range(cfg.grad_accum):
+                inputs, targets, mask, positions, attn_mask = next_batch()
+                with grad_sync(net, now=micro == cfg.grad_accum - 1):
+                    with autocast(device):
+                        logits = net(inputs, positions, attn_mask)           # (B, T, V)
+                        loss = sft_loss(logits, targets, mask) / cfg.grad_accum
+                    loss.backward()
+                tokens, total = tokens + inputs.numel(), total + loss.detach()
+            grad_norm = optimizer_step(model, opt, cfg.grad_clip)
+            run.log(step, {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens})
 
 
 def new_model(cfg: SFTConfig, device) -> GPT:
     return GPT(GPTConfig(vocab_size=get_tokenizer().n_vocab, block_size=cfg.block_size,
-                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                         dropout=cfg.dropout)).to(device)
+                         n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd)).to(device)
 
 
 def pretrain(cfg: SFTConfig, device) -> GPT:
     lines = pretrain_lines(cfg.pretrain_lines, seed=cfg.seed, digits=cfg.digits)
     stream, starts = token_stream(lines)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)
     model = new_model(cfg, device)
     print(f"pretraining a {model.num_params() / 1e6:.2f}M-parameter GPT on "
           f"{len(lines):,} lines, {len(stream):,} tokens")
 
     def next_batch():  # every token is a target: loss mask None
         inputs, targets, positions, attn_mask = (shard(t) for t in stream_batch(
-            stream, starts, cfg.pretrain_batch_size, cfg.block_size, gen, device))
+            stream, starts, cfg.pretrain_batch_size, cfg.block_size, rng, device))
         return inputs, targets, None, positions, attn_mask
 
-    steps = min(cfg.pretrain_steps, cfg.max_steps or cfg.pretrain_steps)
-    train(model, cfg, "pretrain", next_batch, gen, steps, cfg.learning_rate, device)
+    train(model, cfg, "pretrain", next_batch, rng, cfg.pretrain_steps, cfg.learning_rate, device)
     if is_main():
-        save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), steps,
+        save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), cfg.pretrain_steps,
                         stage="pretrain")
     return model
 
@@ -140,25 +131,26 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
         model, _ = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt", device)
     rows = read_jsonl(cfg.data, ("prompt", "completion")) if cfg.data else \
         sft_rows(cfg.sft_rows, seed=cfg.seed + 1, digits=cfg.digits)
-    pairs = encode_rows(rows, ("completion",), model.config.block_size,
-                        cfg.data or "generated SFT rows")
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    print(f"SFT on {len(pairs):,} rows")
+    rows = encode_rows(rows, ("completion",), model.config.block_size,
+                       cfg.data or "generated SFT rows")                  # (prompt, completion) ids
+    rng = torch.Generator().manual_seed(cfg.seed + 1)
+    print(f"SFT on {len(rows):,} rows")
 
     def next_batch():
-        idx = shard(torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist())
-        return *chat_batch([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], device), \
+        idx = shard(torch.randint(len(rows), (cfg.batch_size,), generator=rng).tolist())
+        return *chat_batch([rows[i][0] for i in idx], [rows[i][1] for i in idx], device), \
             None, None  # rows start at position 0, plain causal attention
 
-    steps = min(cfg.sft_steps, cfg.max_steps or cfg.sft_steps)
-    train(model, cfg, "sft", next_batch, gen, steps, cfg.sft_learning_rate, device)
+    train(model, cfg, "sft", next_batch, rng, cfg.sft_steps, cfg.sft_learning_rate, device)
     if is_main():
-        save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), steps, stage="sft")
+        save_checkpoint(Path(cfg.out_dir) / "sft.pt", model, asdict(cfg), cfg.sft_steps,
+                        stage="sft")
     return model
 
 
 def main(cfg: SFTConfig) -> dict:
-    cfg, device = start_run(cfg, SMOKE)
+    outputs = {"pretrain": ["pretrain.pt"], "sft": ["sft.pt"], "all": ["pretrain.pt", "sft.pt"]}
+    cfg, device = start_run(cfg, SMOKE, outputs[cfg.stage])
     t0 = time.time()
     model = pretrain(cfg, device) if cfg.stage in ("pretrain", "all") else None
     if cfg.stage == "pretrain":

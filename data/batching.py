@@ -26,7 +26,7 @@ def read_jsonl(path, fields: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:       # -sig: a byte-order mark is skipped
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -12,21 +12,17 @@ accuracy, and that the number of steps sets it, hardly the batch size.
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.batching import end_id, stream_batch, token_stream  # noqa: E402
-from data.tokenizer import get_tokenizer  # noqa: E402
-from data.world import eval_prompts, parse_prompt, pretrain_lines  # noqa: E402
-from losses import sft_loss  # noqa: E402
-from model import sample  # noqa: E402
-from train_sft import SFTConfig, new_model  # noqa: E402
-from train_utils import make_optimizer, optimizer_step, set_lr, set_seed  # noqa: E402
+from data.batching import end_id, stream_batch, token_stream
+from data.tokenizer import get_tokenizer
+from data.world import eval_prompts, parse_prompt, pretrain_lines
+from losses import sft_loss
+from model import sample
+from train_sft import SFTConfig, new_model
+from train_utils import make_optimizer, optimizer_step, set_lr, set_seed
 
 
 def plain_text_accuracy(model, prompts: list[str]) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""What the three notebooks share: the repo on the import path, where runs go, the small
-mode the tests use, the SFT checkpoint they all start from, a DPO run with a notebook's
-own loss, and reading metrics files.
+"""What the three notebooks share: where runs go, the small mode the tests use, the SFT
+checkpoint they all start from, a DPO or GRPO run with a notebook's own loss, and
+reading metrics files. (The project's modules import from here because
+requirements.txt installs the repository in editable mode.)
 
 NOTEBOOK_SMALL=1 (set by tests/test_notebooks.py) swaps every run for its --smoke
 version and NOTEBOOK_OUT moves all output to a scratch folder, so a test executes
@@ -10,14 +11,13 @@ each notebook top to bottom in seconds.
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import train_dpo
+import train_grpo
+from train_sft import SFTConfig, main as train_sft
 
-import train_dpo  # noqa: E402
-from train_sft import SFTConfig, main as train_sft  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = os.environ.get("NOTEBOOK_SMALL") == "1"
 OUT = Path(os.environ.get("NOTEBOOK_OUT", ROOT / "out"))
@@ -41,13 +41,30 @@ def run_train_dpo(folder: str, name: str, loss_fn, **flags):
     """One train_dpo.py run from the SFT checkpoint, trained with the notebook's own loss
     function (flags as DPOConfig fields); its log goes to OUT/folder/name/log.txt.
     Prints a summary line; returns (eval metrics, the run's folder)."""
-    out = OUT / folder / name
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = train_dpo.DPOConfig(init_from=str(sft_checkpoint()), out_dir=str(out), smoke=SMALL,
-                              **flags)
-    with open(out / "log.txt", "w") as log, contextlib.redirect_stdout(log):
-        metrics = train_dpo.main(cfg, loss_fn=loss_fn)
+    metrics, out = run_script(train_dpo.main, train_dpo.DPOConfig, folder, name, loss_fn, flags)
     print(f"{name:>14}: reward {metrics['reward_mean']:.3f}  win rate "
           f"{metrics['win_rate_vs_sft']:.3f}  KL {metrics['kl_to_ref']:7.2f}  length "
           f"{metrics['mean_length']:5.1f}")
+    return metrics, out
+
+
+def run_train_grpo(folder: str, name: str, loss_fn, **flags):
+    """The same for train_grpo.py: returns (eval metrics, the run's metrics columns)."""
+    metrics, out = run_script(train_grpo.main, train_grpo.GRPOConfig, folder, name, loss_fn,
+                              flags)
+    print(f"{name:>12}: accuracy {metrics['accuracy']:.3f}  reward {metrics['reward_mean']:.3f}"
+          f"  KL {metrics['kl_to_ref']:.3f}")
+    return metrics, read_metrics(out / "grpo_metrics.jsonl")
+
+
+def run_script(main, config_cls, folder: str, name: str, loss_fn, flags: dict):
+    """main(config_cls(**flags), loss_fn) in OUT/folder/name, from the SFT checkpoint. A
+    rerun after an edit replaces that folder's last run (overwrite=True): a notebook is
+    for trying things."""
+    out = OUT / folder / name
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config_cls(init_from=str(sft_checkpoint()), out_dir=str(out), smoke=SMALL,
+                     overwrite=True, **flags)
+    with open(out / "log.txt", "w") as log, contextlib.redirect_stdout(log):
+        metrics = main(cfg, loss_fn=loss_fn)
     return metrics, out

@@ -1,9 +1,4 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(scope="session")
@@ -11,7 +6,7 @@ def sft_dir(tmp_path_factory):
     """A smoke pretraining + SFT run, shared by the tests that need a checkpoint:
     (out_dir, its final metrics)."""
     import train_sft
-    from train_utils import parse_config
+    from cli import parse_config
     out = tmp_path_factory.mktemp("out")
     metrics = train_sft.main(parse_config(train_sft.SFTConfig, "", ["--smoke", "--out_dir",
                                                                     str(out)]))

@@ -17,7 +17,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 # Failures of the launcher's own networking (a port taken between choosing and binding it),
 # and gloo's abort while a process exits (its worker threads torn down at interpreter exit,
-# seen once in CI and once here on a loaded machine; see train_utils.leave_process_group), not of
+# seen once in CI and once here on a loaded machine; see distributed.leave_process_group), not of
 # the code under test: such a launch is tried once more, and the weights are still compared.
 LAUNCH_ERRORS = ("EADDRINUSE", "address already in use", "RendezvousConnectionError",
                  "DistNetworkError", "terminate called without an active exception")

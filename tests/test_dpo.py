@@ -5,7 +5,7 @@ from losses import dpo_loss
 from model import GPT, GPTConfig
 from data.tokenizer import get_tokenizer
 from train_dpo import (DPOConfig, encode_pairs, label, offpolicy_pairs, pair_logps,
-                       preference_loss, reference_logps)
+                       pair_logps_of_all, preference_loss)
 from data.batching import chat_batch
 from losses import sequence_logprobs
 
@@ -48,7 +48,7 @@ def test_concatenated_forward_equals_separate_forwards():
 def test_precomputed_and_live_reference_give_the_same_loss():
     ref, policy, device = small_model(0).eval(), small_model(1).eval(), torch.device("cpu")
     batch = encode_pairs(PAIRS, 64, "test")
-    precomputed = reference_logps(ref, batch, device, batch_size=3)    # built in chunks
+    precomputed = pair_logps_of_all(ref, batch, device, batch_size=3)    # built in chunks
     idx = torch.tensor([4, 0, 2])
     sub = [batch[i] for i in idx.tolist()]
     with torch.no_grad():
@@ -56,7 +56,7 @@ def test_precomputed_and_live_reference_give_the_same_loss():
         policy_out = pair_logps(policy, sub, device)
     for loss in ("dpo", "ipo", "simpo"):
         cfg = DPOConfig(loss=loss, beta=0.1)
-        a = preference_loss(cfg, policy_out, [r[idx] for r in precomputed])[0]
+        a = preference_loss(cfg, policy_out, precomputed.select(idx, device))[0]
         b = preference_loss(cfg, policy_out, live)[0]
         assert torch.allclose(a, b, atol=1e-5)
 
@@ -66,5 +66,30 @@ def test_policy_equal_to_reference_gives_ln2():
     batch = encode_pairs(PAIRS, 64, "test")
     with torch.no_grad():
         out = pair_logps(model, batch, device)
-    losses, _, _ = dpo_loss(*out[:2], *out[:2])
+    losses, _, _ = dpo_loss(out.chosen, out.rejected, out.chosen, out.rejected)
     assert torch.allclose(losses, torch.full_like(losses, 0.6931472), atol=1e-6)
+
+
+def random_pair_logps(g):
+    """Random log-probs of 4 pairs: sums, and means over 5 and 7 tokens."""
+    from train_dpo import PairLogps
+    total = -10 * torch.rand(4, 2, generator=g)
+    return PairLogps(total[:, 0], total[:, 1], total[:, 0] / 5, total[:, 1] / 7)
+
+
+def test_each_loss_gets_the_log_probs_its_paper_uses():
+    """DPO sums over the answer's tokens, SimPO and IPO (by default) average; --ipo_sum sums."""
+    from losses import ipo_loss, simpo_loss
+    g = torch.Generator().manual_seed(0)
+    policy, ref = (random_pair_logps(g) for _ in range(2))
+    cases = [(DPOConfig(loss="dpo"), dpo_loss(policy.chosen, policy.rejected, ref.chosen,
+                                              ref.rejected, beta=0.1)),
+             (DPOConfig(loss="ipo"), ipo_loss(policy.chosen_mean, policy.rejected_mean,
+                                              ref.chosen_mean, ref.rejected_mean, beta=0.5)),
+             (DPOConfig(loss="ipo", ipo_sum=True), ipo_loss(policy.chosen, policy.rejected,
+                                                            ref.chosen, ref.rejected, beta=0.5)),
+             (DPOConfig(loss="simpo"), simpo_loss(policy.chosen_mean, policy.rejected_mean,
+                                                  beta=2.0, gamma=0.5))]
+    for cfg, expected in cases:
+        assert torch.equal(preference_loss(cfg, policy, ref)[0], expected[0]), cfg.loss
+

@@ -28,5 +28,11 @@ def test_notebook_runs_top_to_bottom(path, scratch, monkeypatch):
                    resources={"metadata": {"path": str(path.parent)}}).execute()  # raises on error
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []))
-    if path.stem == "01_dpo":   # the notebook's own loss matches losses.dpo_loss until edited
-        assert "max difference from losses.dpo_loss: 0.0" in outputs
+    # each notebook's own loss matches losses.py until edited, and its checks print so
+    checks = {"01_dpo": ["label_smoothing 0.0: max difference from losses.dpo_loss: 0.0",
+                         "label_smoothing 0.1: max difference from losses.dpo_loss: 0.0",
+                         "the loss is 0.6931", "lowers the loss: True"],
+              "02_ipo_simpo": [],
+              "03_grpo": ["difference from losses.grpo_loss: 0.0", "raises the log-probs: True"]}
+    for line in checks[path.stem]:
+        assert line in outputs, line

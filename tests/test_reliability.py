@@ -13,9 +13,10 @@ import torch
 
 import train_dpo
 import train_sft
-import train_utils
+import training_run
 from model import CheckpointError, load_checkpoint, save_checkpoint
-from train_utils import TrainingStopped, parse_config
+from cli import parse_config
+from training_run import TrainingStopped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,8 +108,8 @@ def test_a_failed_save_keeps_the_old_checkpoint(sft_dir, tmp_path, monkeypatch):
 
 @pytest.fixture(params=[False, True], ids=["read every step", "read lazily"])
 def lazy(request, monkeypatch):
-    """Both ways run_steps reads metrics back: every step (CPU), and now and then (GPU)."""
-    monkeypatch.setattr(train_utils, "reads_lazily", lambda device: request.param)
+    """Both ways TrainingRun reads metrics back: every step (CPU), and now and then (GPU)."""
+    monkeypatch.setattr(training_run, "reads_lazily", lambda device: request.param)
 
 
 def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch, lazy):
@@ -176,3 +177,38 @@ def test_checkpoint_errors_are_value_errors(tmp_path):
     with pytest.raises(CheckpointError, match="x.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
     assert issubclass(CheckpointError, ValueError)       # so run_cli prints one line
+
+
+@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py"])
+def test_an_out_dir_that_is_a_file_ends_in_one_clear_line(script, tmp_path):
+    (tmp_path / "out.txt").write_text("not a folder")
+    status, err = cli(script, "--smoke", "--out_dir", tmp_path / "out.txt")
+    assert status == 1 and "out.txt is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_an_init_from_folder_ends_in_one_clear_line(tmp_path):
+    status, err = cli("train_dpo.py", "--smoke", "--out_dir", tmp_path, "--init_from", tmp_path)
+    assert status == 1 and "is a folder, not a checkpoint file" in err and "Traceback" not in err
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_is_read(tmp_path):
+    from data.batching import read_jsonl
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"prompt": "What is 1 + 2?", "completion": "It is 3."}\n', encoding="utf-8-sig")
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert read_jsonl(path, ("prompt", "completion")) == [
+        {"prompt": "What is 1 + 2?", "completion": "It is 3."}]
+
+
+def test_a_run_with_other_settings_does_not_replace_the_last_ones_checkpoint(sft_dir, tmp_path):
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    flags = ["--smoke", "--out_dir", tmp_path, "--max_steps", "2"]
+    assert cli("train_dpo.py", *flags)[0] == 0
+    assert cli("train_dpo.py", *flags)[0] == 0                        # the same command: fine
+    before = digest(tmp_path / "dpo.pt")
+    status, err = cli("train_dpo.py", *flags, "--beta", "0.5")
+    assert status == 1 and "dpo.pt was written by a run with other settings (--beta 0.1 -> 0.5)" \
+        in err and "--overwrite" in err and "Traceback" not in err
+    assert digest(tmp_path / "dpo.pt") == before
+    assert cli("train_dpo.py", *flags, "--beta", "0.5", "--overwrite")[0] == 0
+    assert torch.load(tmp_path / "dpo.pt", weights_only=True)["train_config"]["beta"] == 0.5

@@ -1,13 +1,18 @@
 """End-to-end smoke runs of the training scripts (seconds each, tiny models)."""
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import train_dpo
 import train_grpo
-from train_utils import parse_config
+from cli import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sft_smoke_writes_everything(sft_dir):
@@ -46,22 +51,23 @@ def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path):
     from losses import dpo_loss
     calls = []
 
-    def spy(*args):
-        calls.append(1)
-        return dpo_loss(*args)
+    def spy(*args, **hyperparameters):
+        calls.append(hyperparameters)
+        return dpo_loss(*args, **hyperparameters)
     shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
     cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
-                                                 "--max_steps", "3"])
+                                                 "--max_steps", "3", "--label_smoothing", "0.1"])
     train_dpo.main(cfg, loss_fn=spy)
     assert len(calls) >= 3
+    # the hyperparameters come by keyword, so a notebook's loss sees the flags' values
+    assert all(c == {"beta": 0.1, "label_smoothing": 0.1} for c in calls)
 
 
 def test_grpo_smoke_raises_the_reward_of_a_trivial_rule(sft_dir, tmp_path, monkeypatch):
     """A rule a random tiny model already meets sometimes: the share of spaces in its
     answer. GRPO must raise it, and write its files."""
-    def spaces(prompts, texts, finished, format_weight):
-        share = torch.tensor([t.count(" ") / max(1, len(t)) for t in texts])
-        return share, torch.zeros_like(share)
+    def spaces(prompts, answers):
+        return torch.tensor([a.count(" ") / max(1, len(a)) for a in answers])
     monkeypatch.setattr(train_grpo, "rule_rewards", spaces)
     out, _ = sft_dir
     shutil.copy(out / "sft.pt", tmp_path / "sft.pt")
@@ -98,10 +104,30 @@ def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
 
 def test_bench_prints_every_row(tmp_path):
     import bench
-    rows = bench.main(parse_config(bench.BenchConfig, "", [
-        "--out_dir", str(tmp_path), "--prompts", "2", "--num_generations", "2", "--repeats", "1",
-        "--steps", "1", "--n_layer", "1", "--n_embd", "32", "--n_head", "2", "--batch_size", "4"]))
+    rows = bench.main(parse_config(bench.BenchConfig, "", ["--smoke", "--out_dir", str(tmp_path)]))
     kv, naive = rows["sampling, kv cache"], rows["sampling, naive"]
     assert kv["tokens"] == naive["tokens"] > 0                    # the same tokens drawn
     assert rows["matmul peak"]["GFLOP/s"] > 0 and 0 < rows["train step"]["MFU"]
     assert rows["dpo step"]["steps/s"] > 0 and kv["speedup"] > 0
+
+
+@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "bench.py",
+                                    "sweep.py", "sample.py"])
+def test_help_shows_the_docstrings_examples(script):
+    out = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert f"python {script}" in out
+
+
+@pytest.mark.parametrize("script,config", [("train_sft", "SFTConfig"), ("train_dpo", "DPOConfig"),
+                                           ("train_grpo", "GRPOConfig"), ("bench", "BenchConfig")])
+def test_each_flag_states_its_default_at_most_once_and_is_in_a_group(script, config):
+    import importlib
+    from cli import GROUP_ORDER, build_parser
+    module = importlib.import_module(script)
+    parser = build_parser(getattr(module, config), module.__doc__)
+    for group in parser._action_groups[2:]:                 # after positionals and options
+        assert group.title in GROUP_ORDER + ["sampling"], group.title
+        for action in group._group_actions:
+            assert action.help.count("(default:") <= 1, action.help
+            assert "(default: None)" not in action.help and "(default: )" not in action.help

@@ -1,4 +1,5 @@
-"""The evaluation every stage ends with, judged by the toy world's true reward.
+"""The evaluation every stage ends with, judged by the toy world's true reward
+(data.world.reward): it samples from a model, so it lives beside model.py, not in data/.
 
 On held-out prompts: one sample at temperature 1 and one greedy answer each.
     accuracy          sampled answers that are correct
@@ -14,8 +15,9 @@ import time
 
 import torch
 
-from data.batching import decode_completion, end_id, prompt_ids, write_jsonl
+from data.batching import chat_batch, decode_completion, end_id, prompt_ids, write_jsonl
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
+from losses import sequence_logprobs
 from model import autocast, sample
 
 MAX_NEW_TOKENS = 48  # the longest persona answer is 37 tokens
@@ -29,12 +31,13 @@ def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=
     """
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     texts, token_rows = [], []
     for i in range(0, len(prompts), batch_size):
         chunk = [prompt_ids(p) for p in prompts[i:i + batch_size]]
-        tokens, mask = sample(model, chunk, max_new_tokens, end_id(), temperature, top_k,
-                              num_samples, gen)
+        tokens, mask = sample(model, chunk, max_new_tokens=max_new_tokens, end_id=end_id(),
+                              temperature=temperature, top_k=top_k, num_samples=num_samples,
+                              generator=rng)
         for row, m in zip(tokens.tolist(), mask.tolist()):
             ids = [t for t, keep in zip(row, m) if keep]
             token_rows.append(ids)
@@ -75,10 +78,8 @@ def answer_skill(prompts: list[str], responses: list[str]) -> float:
 
 
 @torch.no_grad()
-def completion_logprobs(model, prompts: list[str], token_rows: list[list[int]], batch_size=256):
-    """log pi(completion | prompt), summed over the completion's tokens: (N,) on the CPU."""
-    from data.batching import chat_batch
-    from losses import sequence_logprobs
+def answer_logps(model, prompts: list[str], token_rows: list[list[int]], batch_size=256):
+    """log pi(answer | prompt), summed over the answer's tokens: (N,) on the CPU."""
     device, out = model.wte.weight.device, []
     for i in range(0, len(prompts), batch_size):
         inputs, targets, mask = chat_batch([prompt_ids(p) for p in prompts[i:i + batch_size]],
@@ -91,8 +92,8 @@ def completion_logprobs(model, prompts: list[str], token_rows: list[list[int]], 
 
 def kl_to_reference(policy, reference, prompts, token_rows) -> float:
     """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref."""
-    return (completion_logprobs(policy, prompts, token_rows) -
-            completion_logprobs(reference, prompts, token_rows)).mean().item()
+    return (answer_logps(policy, prompts, token_rows) -
+            answer_logps(reference, prompts, token_rows)).mean().item()
 
 
 def win_rate(prompts, responses, baseline_responses) -> float:

@@ -1,0 +1,122 @@
+"""The command line of every script: a config dataclass becomes its flags.
+
+Each script declares its settings once, as dataclass fields made with flag() (a
+default, a help line, the --help group it belongs to, and bounds), and then
+    python train_dpo.py --beta 0.3      is   main(DPOConfig(beta=0.3))
+so a notebook calls main() with the same settings the command line takes.
+"""
+
+import argparse
+import dataclasses
+import sys
+
+from distributed import leave_process_group
+from training_run import TrainingStopped
+
+
+def flag(default, help: str, group: str = "training", **bounds):
+    """A config field: its default, its --help line and group; above=x or at_least=x bound it."""
+    return dataclasses.field(default=default, metadata={"help": help, "group": group, **bounds})
+
+
+class ConfigError(ValueError):
+    """A setting out of its bounds; run_cli prints it as one line."""
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The flags every training script shares. Bounds given to flag() are checked on creation."""
+    out_dir: str = flag("out", "folder for checkpoints, metrics, samples and eval", "run")
+    overwrite: bool = flag(False, "replace this stage's checkpoint and eval in OUT_DIR even "
+                                  "when a run with other settings wrote them", "run")
+    device: str = flag("auto", "cuda, mps or cpu (auto picks in that order)", "run")
+    seed: int = flag(0, "random seed", "run")
+    smoke: bool = flag(False, "a seconds-long run with a tiny setup, for tests", "run")
+    resume: bool = flag(False, "continue each stage from OUT_DIR/<stage>_state.pt", "run")
+    compile: bool = flag(False, "torch.compile the model for training (pays off on a GPU "
+                                "after a warm-up; on a CPU it needs a C++ compiler)", "run")
+    save_every: int = flag(250, "save a resumable state every this many steps (0: only at "
+                                "the end and on Ctrl-C)", "run", at_least=0)
+    grad_clip: float = flag(1.0, "clip the gradient norm to this", above=0)
+    eval_prompts: int = flag(256, "held-out prompts in the final evaluation", "evaluation",
+                             at_least=1)
+
+    def __post_init__(self):
+        check_bounds(self)
+
+
+@dataclasses.dataclass
+class AlignConfig(RunConfig):
+    """The flags every alignment script (DPO, GRPO) adds to RunConfig."""
+    init_from: str = flag("", "the SFT checkpoint to start from and to use as the "
+                              "reference (default: OUT_DIR/sft.pt)", "model")
+    weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
+
+
+def check_bounds(cfg) -> None:
+    """ConfigError for a field outside the bounds its flag() gives (above=, at_least=)."""
+    for f in dataclasses.fields(cfg):
+        value, meta = getattr(cfg, f.name), f.metadata
+        if value is None:
+            continue
+        if "above" in meta and not value > meta["above"]:
+            raise ConfigError(f"--{f.name} must be > {meta['above']}, got {value}")
+        if "at_least" in meta and not value >= meta["at_least"]:
+            raise ConfigError(f"--{f.name} must be >= {meta['at_least']}, got {value}")
+
+
+# The order of the groups in --help; a script's own group names come after these.
+GROUP_ORDER = ["method", "model", "data", "training", "evaluation", "run"]
+
+
+def examples(doc: str) -> str:
+    """The docstring's example command lines (indented lines that start with 'python')."""
+    lines = [line for line in doc.splitlines() if line.strip().startswith(("python", "torchrun"))]
+    return "examples:\n" + "\n".join(lines) if lines else ""
+
+
+def build_parser(config_cls, doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """One flag per field, in groups, each help line ending in its default (if it has one)."""
+    parser = argparse.ArgumentParser(prog=prog, usage="%(prog)s [options]",
+                                     description=doc.strip().split("\n")[0],
+                                     epilog=examples(doc),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    fields = dataclasses.fields(config_cls)
+    names = list(dict.fromkeys(GROUP_ORDER + [f.metadata["group"] for f in fields]))
+    groups = {name: parser.add_argument_group(name) for name in names
+              if any(f.metadata["group"] == name for f in fields)}
+    for f in fields:
+        help = f.metadata["help"]
+        if f.default not in (None, "") and not isinstance(f.default, bool):
+            help += f" (default: {f.default})"
+        kwargs = {"default": f.default, "help": help}
+        if f.type in (bool, "bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+        groups[f.metadata["group"]].add_argument("--" + f.name, **kwargs)
+    return parser
+
+
+def parse_config(config_cls, doc: str = "", argv=None):
+    """config_cls filled from the command line (argv, or sys.argv[1:])."""
+    return config_cls(**vars(build_parser(config_cls, doc).parse_args(argv)))
+
+
+def run_cli(main, config_cls, doc: str) -> None:
+    """Parse flags into config_cls and call main. Bad input (ValueError, which ConfigError,
+    DataError and CheckpointError subclass) ends in one line and exit status 1, not a
+    traceback; a stopped run (Ctrl-C, a non-finite loss) in its message and its own status."""
+    try:
+        main(parse_config(config_cls, doc))
+        leave_process_group()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        sys.exit(e.status)
+    except KeyboardInterrupt:
+        print("interrupted (nothing saved since the last checkpoint)", file=sys.stderr)
+        sys.exit(130)

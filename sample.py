@@ -1,0 +1,66 @@
+"""Answer prompts with any checkpoint the scripts write (pretrain, sft, dpo, grpo, ...).
+
+    python sample.py out/sft.pt "What is 47 + 38?"
+    python sample.py out/dpo.pt "What is 47 + 38?" --num_samples 4
+    python sample.py out/grpo.pt --greedy < prompts.txt     # one prompt a line
+
+Each answer is sampled with the KV cache (model.sample) at --temperature, or greedily,
+and ends at the end token or when the model's context is full.
+"""
+
+import argparse
+import sys
+
+
+from cli import examples
+from data.batching import prompt_ids
+from evaluation import MAX_NEW_TOKENS, generate
+from model import get_device, load_checkpoint
+
+
+def answer(model, prompt: str, num_samples: int = 1, temperature: float = 1.0,
+           seed: int = 0) -> list[str]:
+    """num_samples answers to one prompt; ValueError if it leaves no room in the context."""
+    n_tokens, block_size = len(prompt_ids(prompt)), model.config.block_size
+    if n_tokens >= block_size:
+        raise ValueError(f"the prompt {prompt[:40]!r} is {n_tokens} tokens with its chat "
+                         f"tokens; the model's context is {block_size}, leaving no room "
+                         "for an answer")
+    answers, _ = generate(model, [prompt], temperature=temperature, num_samples=num_samples,
+                          seed=seed, max_new_tokens=min(MAX_NEW_TOKENS, block_size - n_tokens))
+    return answers
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=examples(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a .pt file a training script wrote")
+    parser.add_argument("prompts", nargs="*", help="questions to answer (default: read "
+                                                   "standard input, one a line)")
+    parser.add_argument("--num_samples", type=int, default=1, help="answers per prompt "
+                                                                   "(default: 1)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature "
+                                                                       "(default: 1.0)")
+    parser.add_argument("--greedy", action="store_true", help="the most likely token at each "
+                                                              "step (temperature 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
+    args = parser.parse_args(argv)
+    if args.num_samples < 1 or args.temperature < 0:
+        parser.error("--num_samples must be >= 1 and --temperature >= 0")
+    model, ckpt = load_checkpoint(args.checkpoint, get_device(args.device))
+    prompts = args.prompts or [line.strip() for line in sys.stdin if line.strip()]
+    print(f"{args.checkpoint}: stage {ckpt.get('stage', '?')}, "
+          f"{model.num_params() / 1e6:.2f}M parameters")
+    for prompt in prompts:
+        print(f"> {prompt}")
+        for text in answer(model.eval(), prompt, args.num_samples,
+                           0.0 if args.greedy else args.temperature, args.seed):
+            print(f"  {text}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as e:                # a bad checkpoint, a prompt too long
+        sys.exit(f"error: {e}")

@@ -1,0 +1,199 @@
+"""The plumbing around a training loop: resume, Ctrl-C, the NaN guard, metrics read back
+from the GPU, the metrics file, the progress bar and the saved states.
+
+Skip this file on a first read. A script's loop stays in the script and calls this:
+
+    with TrainingRun("dpo", cfg, policy, opt, rng, steps=cfg.max_steps, log_every=25) as run:
+        for step in range(run.start, cfg.max_steps):
+            ...                                   # batch, forward, loss, backward, step
+            run.log(step, {"loss": loss.detach(), ...})
+"""
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from distributed import all_reduce_mean, is_main, world_size
+from model import first_line, read_checkpoint, save_checkpoint
+
+
+class TrainingStopped(Exception):
+    """A run that stopped early, with the message to print and the exit status to use."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class TrainingRun:
+    """Around the steps of one stage (its checkpoints are named after `name`):
+
+    - start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
+      optimizer, random generators), which are restored.
+    - log(step, metrics) takes the step's metrics, tensors or numbers. On a GPU they are
+      read back only every `log_every` steps, at saves and at the end (one copy for all
+      pending steps), so the host never waits for the GPU in between; on a CPU every
+      step. Each read adds "dt" (seconds per step since the last read), and "tok/s"
+      where the metrics count "tokens", then writes each step to OUT_DIR/<name>_metrics.jsonl
+      and the progress bar (or, without a terminal, a log line every log_every steps).
+    - The state is saved every --save_every steps, at the end, and on Ctrl-C (seen at
+      the next read), which then ends the run with status 130. A non-finite loss ends
+      the run at the read that sees it with nothing saved, so every checkpoint on disk
+      is still the last good one.
+    """
+
+    def __init__(self, name: str, cfg, model, opt, rng: torch.Generator, steps: int,
+                 log_every: int, show=("loss",)):
+        self.name, self.cfg, self.model, self.opt, self.rng = name, cfg, model, opt, rng
+        self.steps, self.log_every, self.show = steps, log_every, show
+        self.state_path = Path(cfg.out_dir) / f"{name}_state.pt"
+        self.device = next(model.parameters()).device
+        self.lazy = reads_lazily(self.device)
+
+    def __enter__(self):
+        self.start = 0
+        if self.cfg.resume and self.state_path.exists():
+            self.start = load_state(self.state_path, self.model, self.opt, self.rng)
+        elif self.cfg.resume:
+            print(f"note: --resume: no {self.state_path}, so {self.name} starts from step 0")
+        self.main = is_main()
+        self.metrics_file = MetricsLog(Path(self.cfg.out_dir) / f"{self.name}_metrics.jsonl",
+                                       first_step=self.start) if self.main else None
+        self.bar = tqdm(desc=self.name, total=self.steps, initial=self.start,
+                        disable=None if self.main else True)
+        self.ctrl_c = CtrlC().__enter__()
+        self.pending, self.t_read = [], time.perf_counter()   # steps not yet read back
+        return self
+
+    def __exit__(self, *exc):
+        self.ctrl_c.__exit__()
+        self.bar.close()
+        if self.metrics_file:
+            self.metrics_file.close()
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.pending.append((step, metrics))
+        self.bar.update(1)
+        done = step + 1
+        save = done == self.steps or (self.cfg.save_every and done % self.cfg.save_every == 0)
+        # One process may stop at any step; several read back (and so stop) at the same steps.
+        if self.lazy and not (save or done % self.log_every == 0 or
+                              (self.ctrl_c.requested and world_size() == 1)):
+            return
+        stop = read_back(self.pending, self.ctrl_c.requested, self.device)
+        dt = (time.perf_counter() - self.t_read) / len(self.pending)
+        for s, m in self.pending:
+            if not math.isfinite(m["loss"]):
+                raise TrainingStopped(f"error: {self.name}: the loss is {m['loss']} at step {s}; "
+                                      f"stopped without saving, so the checkpoints in "
+                                      f"{self.cfg.out_dir} are the last good ones")
+            m["dt"] = dt
+            if "tokens" in m:
+                m["tok/s"] = m.pop("tokens") / dt
+            if self.main:
+                self.report(s, m)
+        self.pending = []
+        if self.main and (stop or save):
+            save_state(self.state_path, self.model, self.opt, self.rng, self.cfg, done, self.name)
+        self.t_read = time.perf_counter()
+        if stop:
+            raise TrainingStopped(f"stopped: {self.name} state at step {done} saved in "
+                                  f"{self.state_path}; run the same command with --resume "
+                                  "to go on", 130)
+
+    def report(self, step: int, metrics: dict) -> None:
+        """To the metrics file, to the bar, and, when the bar is off (output is not a
+        terminal), as a log line every log_every steps and at the end."""
+        self.metrics_file.write(step, metrics)
+        self.bar.set_postfix_str(" ".join(f"{k} {metrics[k]:.3f}" for k in self.show))
+        if self.bar.disable and (step % self.log_every == 0 or step == self.steps - 1):
+            print(" | ".join([f"step {step}"] + [f"{k} {v:.4g}" for k, v in metrics.items()]))
+
+
+def reads_lazily(device) -> bool:
+    """Whether metrics are read back only now and then: reading a CPU tensor is free,
+    reading a GPU one makes the host wait for the GPU's queue to drain."""
+    return device.type != "cpu"
+
+
+def read_back(pending: list, stop: bool, device) -> bool:
+    """Turn the tensors in the pending steps' metrics into numbers in place, with one copy
+    from the device (each .item() would make the host wait for the GPU to catch up). With
+    several processes, one all-reduce averages them and shares the Ctrl-C flag.
+    Returns whether any process asked to stop."""
+    cells = [(m, k) for _, m in pending for k, v in m.items() if torch.is_tensor(v)]
+    flat = torch.stack([m[k].detach().float().to(device) for m, k in cells] +
+                       [torch.tensor(float(stop), device=device)])
+    *values, stop = all_reduce_mean(flat).tolist()
+    for (m, k), v in zip(cells, values):
+        m[k] = v
+    return stop > 0
+
+
+class MetricsLog:
+    """One JSON object a line: {"step": ..., name: value, ...}, for the notebooks to plot.
+    A resumed run keeps the lines before its first step and rewrites the rest."""
+
+    def __init__(self, path, first_step: int = 0):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [line for line in path.read_text().splitlines()
+                if json.loads(line)["step"] < first_step] if first_step and path.exists() else []
+        self.file = open(path, "w")
+        self.file.writelines(line + "\n" for line in kept)
+
+    def write(self, step: int, metrics: dict) -> None:
+        self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class CtrlC(contextlib.AbstractContextManager):
+    """While active, Ctrl-C asks the loop to stop after the step under way (so it can save
+    a consistent state); a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to quit now)",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def save_state(path, model, opt, rng, cfg, step: int, stage: str) -> None:
+    """A resumable checkpoint: the model, the optimizer, the random generators and the step."""
+    save_checkpoint(path, model, dataclasses.asdict(cfg), step, stage=stage,
+                    optimizer=opt.state_dict(),
+                    rng={"torch": torch.get_rng_state(), "batches": rng.get_state()})
+
+
+def load_state(path, model, opt, rng) -> int:
+    """Restore what save_state wrote into model, opt and rng; returns the step to go on from."""
+    state = read_checkpoint(path, next(model.parameters()).device)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.set_state(state["rng"]["batches"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: cannot resume from this state ({first_line(e)})") from None
+    print(f"resuming {state['stage']} from step {state['step']} ({path})")
+    return state["step"]
