@@ -112,12 +112,12 @@ def bench_training(cfg, model_cfg, device) -> dict:
     net = for_training(model, cfg.compile)
     opt = make_optimizer(model, 1e-3, 0.1, device)
     stream, starts = token_stream(pretrain_lines(5000, seed=0))
-    gen = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
 
     def steps():
         for _ in range(cfg.steps):
             inputs, targets, positions, attn_mask = stream_batch(
-                stream, starts, cfg.batch_size, cfg.block_size, gen, device)
+                stream, starts, cfg.batch_size, cfg.block_size, rng, device)
             with autocast(device):
                 loss = sft_loss(net(inputs, positions, attn_mask), targets, None)
             loss.backward()

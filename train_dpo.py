@@ -80,7 +80,7 @@ class DPOConfig(AlignConfig):
                                     "data", at_least=0)
     live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
     # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry",
-    # "Hmm") and broke off into no persona (README, "Numbers that hold")
+    # "Hmm") and broke off into no persona (README, "How the defaults were chosen")
     learning_rate: float = flag(2e-4, "peak learning rate (AdamW)", above=0)
     batch_size: int = flag(32, "pairs per step", at_least=1)
     max_steps: int = flag(150, "optimizer steps", at_least=1)

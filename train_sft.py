@@ -12,7 +12,7 @@ Held-out arithmetic is learned late, in a jump whose timing varies with the seed
 and what sets it is the number of steps, hardly the batch: at equal steps 16-row
 batches learned as fast as 32-row ones, at a little over half the cost. So pretraining takes
 many small steps (6000 of 16 rows); 2000 steps of 32 rows left some seeds short
-of the jump (README, "Numbers that hold").
+of the jump (README, "How the defaults were chosen").
 SFT: the same loss on chat rows, counted only on completion tokens (the end
 token included): the model learns the format and the mixture of personas, and so
 learns to be rude, careless or refusing at the data's rates. That is on purpose:

@@ -54,14 +54,14 @@ def main() -> None:
 
     set_seed(args.seed)
     stream, starts = token_stream(pretrain_lines(defaults.pretrain_lines, seed=args.seed))
-    gen = torch.Generator().manual_seed(args.seed)
+    rng = torch.Generator().manual_seed(args.seed)
     model = new_model(defaults, torch.device("cpu"))
     opt = make_optimizer(model, args.learning_rate, defaults.weight_decay, torch.device("cpu"))
     prompts, t0 = eval_prompts(256), time.time()
     for step in range(args.steps):
         set_lr(opt, step, args.steps, defaults.warmup_steps, args.learning_rate)
         inputs, targets, positions, attn_mask = stream_batch(stream, starts, args.batch_size,
-                                                             defaults.block_size, gen)
+                                                             defaults.block_size, rng)
         sft_loss(model(inputs, positions, attn_mask), targets, None).backward()
         optimizer_step(model, opt, defaults.grad_clip)
         if (step + 1) % args.every == 0 or step + 1 == args.steps:

@@ -53,8 +53,8 @@ def test_a_packed_line_is_computed_as_if_it_were_alone():
     lines = ["What is 12 + 34? It is 46.", "Hi.", "Reverse the digits of 123. It is 321."] * 20
     stream, starts = token_stream(lines)
     assert stream[starts].eq(end_id()).all() and len(starts) == len(lines)
-    gen = torch.Generator().manual_seed(0)
-    inputs, targets, positions, attn_mask = stream_batch(stream, starts, 4, 24, gen)
+    rng = torch.Generator().manual_seed(0)
+    inputs, targets, positions, attn_mask = stream_batch(stream, starts, 4, 24, rng)
     assert torch.equal(inputs[:, 1:], targets[:, :-1])
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=512, block_size=24, n_layer=2, n_head=2, n_embd=32)).eval()

@@ -79,3 +79,15 @@ def test_sft_mix_is_close_to_the_documented_rates():
     for persona, rate in PERSONA_MIX.items():
         share = sum(classify_persona(r["completion"]) == persona for r in rows) / len(rows)
         assert abs(share - rate) < 0.015
+
+
+def test_the_toy_world_imports_nothing_from_the_model_losses_or_training():
+    import ast
+    from pathlib import Path
+    project = {p.stem for p in Path(__file__).resolve().parents[1].glob("*.py")}  # model, ...
+    for path in (Path(__file__).resolve().parents[1] / "data").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in project, f"{path.name} imports {name}"
