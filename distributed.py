@@ -79,6 +79,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_gather(t: torch.Tensor) -> torch.Tensor:
+    """Every process's t, concatenated along dim 0 in rank order (t itself in one process)."""
+    if world_size() == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def all_reduce_mean(flat: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over the processes (itself in one process)."""
     if world_size() > 1:

@@ -4,6 +4,8 @@ Shapes: B sequences, T positions, V vocabulary. `mask` is 1.0 on the positions
 whose target belongs to the completion (see data/batching.py) and 0.0 elsewhere.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -95,6 +97,62 @@ def simpo_loss(policy_chosen_logps, policy_rejected_logps, beta: float = 2.0,
     rejected_rewards = beta * policy_rejected_logps
     losses = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma)    # Eq. 6
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def orpo_loss(policy_chosen_logps, policy_rejected_logps, beta: float = 0.1):
+    """ORPO's odds-ratio term (Hong et al. 2024, Eq. 7), per example: -beta log sigmoid(log OR).
+
+    Inputs are per-token *mean* log-probs c, r (B,), so P = e^c is the answer's
+    length-normalised likelihood, and odds(y|x) = P / (1 - P). With log(1 - e^x) computed
+    stably (log1mexp), log OR = (c - r) - (log(1 - e^c) - log(1 - e^r)). The whole ORPO
+    objective (Eq. 6) is the chosen answer's NLL (nll_loss) plus the mean of these losses
+    (beta is the paper's lambda); no reference model. Returns (losses, chosen_rewards,
+    rejected_rewards), the rewards beta * mean log pi, detached (as TRL logs them).
+    """
+    log_odds = orpo_log_odds(policy_chosen_logps, policy_rejected_logps)
+    losses = -beta * F.logsigmoid(log_odds)                               # Eq. 7, weighted
+    return losses, beta * policy_chosen_logps.detach(), beta * policy_rejected_logps.detach()
+
+
+def orpo_log_odds(chosen_mean_logps, rejected_mean_logps):
+    """log odds(y_w|x) - log odds(y_l|x), odds = P / (1 - P) with log P the mean log-prob: (B,)."""
+    return (chosen_mean_logps - rejected_mean_logps) - (
+        log1mexp(chosen_mean_logps) - log1mexp(rejected_mean_logps))
+
+
+def log1mexp(x):
+    """log(1 - e^x) for x < 0, without cancellation (Maechler 2012): log(-expm1(x)) near 0,
+    log1p(-exp(x)) far from it. x is clamped just below 0, where the odds are infinite."""
+    x = x.clamp(max=-1e-7)
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+# ------------------------------------------------------------- KTO
+# Unpaired: each answer comes with a label, desirable or not, instead of a rival answer.
+
+def kto_reference_point(policy_logps, ref_logps):
+    """KTO's reference point z0 (Ethayarajh et al. 2024, Sec. 4.1): an estimate of
+    KL(pi || pi_ref), the mean log-ratio over the batch's *mismatched* (prompt, completion)
+    pairs (each completion moved under another row's prompt), so it tracks how far the
+    policy moved in general, not on the labelled answers. Detached (no gradient flows
+    through z0) and clamped at 0, as the paper and TRL do. (B,), (B,) -> 0-dim."""
+    return (policy_logps - ref_logps).mean().detach().clamp(min=0)
+
+
+def kto_loss(policy_logps, ref_logps, desirable, kl, beta: float = 0.1,
+             desirable_weight: float = 1.0, undesirable_weight: float = 1.0):
+    """KTO (Ethayarajh et al. 2024, Sec. 4.1, the loss lambda_y - v(x, y)), per example.
+
+    With r = log pi(y|x) - log pi_ref(y|x) (summed log-probs, (B,)) and z0 = kl:
+        desirable     w_D (1 - sigmoid(beta (r - z0)))      pushes r above z0
+        undesirable   w_U (1 - sigmoid(beta (z0 - r)))      pushes r below z0
+    desirable: (B,) bool. Returns (losses, rewards): rewards = beta r, detached.
+    """
+    logratios = policy_logps - ref_logps                                  # r, (B,)
+    losses = torch.where(desirable,
+                         desirable_weight * (1 - torch.sigmoid(beta * (logratios - kl))),
+                         undesirable_weight * (1 - torch.sigmoid(beta * (kl - logratios))))
+    return losses, beta * logratios.detach()
 
 
 # ------------------------------------------------------------- GRPO

@@ -1,8 +1,11 @@
-"""Offline preference optimisation from the SFT model: DPO, IPO or SimPO.
+"""Offline preference optimisation: DPO, IPO, SimPO and KTO from the SFT model, ORPO
+from the pretrained one.
 
     python train_dpo.py                       # DPO, beta 0.1, on-policy pairs
     python train_dpo.py --loss ipo            # IPO (beta is the paper's tau)
     python train_dpo.py --loss simpo          # SimPO: no reference model
+    python train_dpo.py --loss kto            # KTO: answers labelled good or bad, no pairs
+    python train_dpo.py --loss orpo           # ORPO: from pretrain.pt, no SFT stage, no reference
     python train_dpo.py --data pairs.jsonl    # your own {"prompt","chosen","rejected"} rows
 
 DPO in five steps (Rafailov et al. 2023):
@@ -28,7 +31,13 @@ Where this departs from the paper, and why:
 - Reference log-probs are computed once before training (the reference is frozen,
   so this is exact); --live_ref recomputes them every step with a second model.
 - IPO uses per-token mean log-probs by default (as its authors and TRL do);
-  --ipo_sum uses sums. SimPO always uses means.
+  --ipo_sum uses sums. SimPO and ORPO always use means.
+- KTO (kto.py) trains on single answers labelled desirable or not: by default the
+  SFT model's samples that DPO's pairs come from, labelled by a rule on the true reward.
+- ORPO (Hong et al. 2024) replaces SFT + DPO with one stage from OUT_DIR/pretrain.pt:
+  the chosen answer's NLL plus an odds-ratio term, no reference model. The pretrained
+  model cannot answer in the chat format yet, so its pairs are the persona generator's
+  written answers (offpolicy); the SFT model of OUT_DIR/sft.pt is its "before" column.
 """
 
 import math
@@ -45,51 +54,85 @@ from data.batching import chat_batch, encode_rows, read_jsonl, to_device, write_
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from distributed import barrier, for_training, is_main, shard
 from evaluation import evaluate, generate, kl_to_reference, win_rate
-from losses import dpo_loss, ipo_loss, nll_loss, sequence_logprobs, simpo_loss
-from model import autocast, save_checkpoint
+from losses import (dpo_loss, ipo_loss, nll_loss, orpo_log_odds, orpo_loss, sequence_logprobs,
+                    simpo_loss)
+from model import autocast, load_checkpoint, save_checkpoint
+import kto
 from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
                          save_json, set_lr, start_run)
 from training_run import TrainingRun
 
-# The default beta of each objective. IPO's tau acts on per-token means here: 0.1 asks
-# for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33), 0.5 for one nat.
-BETA = {"dpo": 0.1, "ipo": 0.5, "simpo": 2.0}
+# Each objective's defaults for the flags left unset. IPO's tau acts on per-token means
+# here: 0.1 asks for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33),
+# 0.5 for one nat. ORPO does SFT's work too: SFT's learning rate, SFT's steps + DPO's,
+# and written pairs for 20000 prompts (SFT sees 19,200 rows), cheap since nothing is sampled.
+LOSS_DEFAULTS = {
+    "dpo": dict(beta=0.1, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
+                max_steps=150),
+    "ipo": dict(beta=0.5, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
+                max_steps=150),
+    "simpo": dict(beta=2.0, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
+                  max_steps=150),
+    "kto": dict(beta=0.1, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
+                max_steps=150),
+    "orpo": dict(beta=0.1, pair_source="offpolicy", num_prompts=20000, learning_rate=1e-3,
+                 max_steps=750),
+}
 
 
 @dataclass
 class DPOConfig(AlignConfig):
-    loss: str = flag("dpo", "which objective", "method", choices=["dpo", "ipo", "simpo"])
-    beta: float = flag(None, "beta (DPO, SimPO) or tau (IPO) (default: 0.1 for dpo, 0.5 for "
-                             "ipo, 2.0 for simpo)", "method", above=0)
+    loss: str = flag("dpo", "which objective", "method",
+                     choices=["dpo", "ipo", "simpo", "kto", "orpo"])
+    beta: float = flag(None, "beta (DPO, SimPO, KTO), tau (IPO) or lambda (ORPO) (default: "
+                             "2.0 for simpo, 0.5 for ipo, else 0.1)", "method", above=0)
     gamma: float = flag(0.5, "SimPO target margin", "method", at_least=0)
     label_smoothing: float = flag(0.0, "conservative DPO: assumed label-flip probability",
                                   "method", at_least=0)
     ipo_sum: bool = flag(False, "IPO on summed instead of per-token mean log-probs (the "
                                 "default follows the IPO authors and TRL)", "method")
-    rpo_alpha: float = flag(1.0, "weight of the NLL term on the chosen answers (RPO); "
-                            "0 is the paper's loss, which runs away on this model", "method",
+    rpo_alpha: float = flag(1.0, "weight of the NLL term on the chosen (KTO: desirable) "
+                            "answers: RPO for DPO, the SFT term of ORPO; 0 is the paper's "
+                            "loss, which runs away on this model (not ORPO's)", "method",
                             at_least=0)
+    desirable_weight: float = flag(None, "KTO's w_D (default: n_U / n_D, so that w_D n_D = "
+                                   "w_U n_U)", "method", above=0)
+    undesirable_weight: float = flag(1.0, "KTO's w_U", "method", above=0)
     data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: build them)",
                      "data")
-    pair_source: str = flag("onpolicy", "how to build pairs: onpolicy (SFT samples judged by "
-                            "the reward) or offpolicy (two personas' answers)", "data",
+    pair_source: str = flag(None, "how to build pairs (KTO: rows): onpolicy (SFT samples "
+                            "judged by the reward) or offpolicy (two personas' answers) "
+                            "(default: offpolicy for orpo, else onpolicy)", "data",
                             choices=["onpolicy", "offpolicy"])
-    num_prompts: int = flag(2000, "training prompts to build pairs from", "data", at_least=1)
+    num_prompts: int = flag(None, "training prompts to build pairs from (default: 20000 for "
+                                  "orpo, else 2000)", "data", at_least=1)
     samples_per_prompt: int = flag(4, "on-policy samples per prompt", "data", at_least=2)
     label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels",
                                     "data", at_least=0)
+    # 0.9: a concise (1.0) or friendly (0.97) right answer; a chatty right one scores 0.77,
+    # rude, careless and refusing ones 0.5 or less
+    desirable_reward: float = flag(0.9, "KTO: an answer is desirable when its true reward is "
+                                   "at least this", "data")
+    desirable_ratio: float = flag(0.0, "KTO: drop desirable rows at random until n_D / n_U "
+                                  "is at most this (0.111: one good answer for nine bad; 0: "
+                                  "keep all)", "data", at_least=0)
     live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
     # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry",
     # "Hmm") and broke off into no persona (README, "How the defaults were chosen")
-    learning_rate: float = flag(2e-4, "peak learning rate (AdamW)", above=0)
-    batch_size: int = flag(32, "pairs per step", at_least=1)
-    max_steps: int = flag(150, "optimizer steps", at_least=1)
+    learning_rate: float = flag(None, "peak learning rate (AdamW) (default: 1e-3 for orpo, "
+                                "else 2e-4)", above=0)
+    batch_size: int = flag(32, "pairs (KTO: rows) per step", at_least=1)
+    max_steps: int = flag(None, "optimizer steps (default: 750 for orpo, else 150)",
+                          at_least=1)
     warmup_steps: int = flag(10, "linear warmup steps", at_least=0)
+
+    DEFAULTS_FROM = ("loss",)     # the flags left unset take the defaults of their --loss
 
     def __post_init__(self):
         super().__post_init__()
-        if self.beta is None:
-            self.beta = BETA[self.loss]
+        for name, value in LOSS_DEFAULTS[self.loss].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.label_smoothing >= 0.5:
             raise ValueError(f"--label_smoothing must be < 0.5, got {self.label_smoothing}")
 
@@ -137,20 +180,28 @@ def offpolicy_pairs(prompts, cfg, seed):
     return pairs
 
 
-def build_pairs(ref_model, init, cfg):
-    """Training pairs: from --data, or built and cached in out_dir."""
+def build_data(ref_model, init, cfg) -> list[dict]:
+    """Training pairs (KTO: labelled rows): from --data, or built and cached in OUT_DIR."""
+    read = kto.read_rows if cfg.loss == "kto" else \
+        (lambda path: read_jsonl(path, ("prompt", "chosen", "rejected")))
     if cfg.data:
-        return read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
-    cache = Path(cfg.out_dir) / (f"pairs_{cfg.pair_source}_n{cfg.num_prompts}_k"
+        return read(cfg.data)
+    kind = f"kto_rows_d{cfg.desirable_reward}" if cfg.loss == "kto" else "pairs"
+    cache = Path(cfg.out_dir) / (f"{kind}_{cfg.pair_source}_n{cfg.num_prompts}_k"
                                  f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
                                  f"s{cfg.seed}.jsonl")
     fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
     if is_main() and not fresh:  # one process builds them, the others wait and read
         prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
-        write_jsonl(cache, onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
-                    if cfg.pair_source == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed))
+        if cfg.loss == "kto" and cfg.pair_source == "onpolicy":
+            rows = kto.onpolicy_rows(ref_model, prompts, cfg, cfg.seed)
+        elif cfg.pair_source == "onpolicy":
+            rows = onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
+        else:
+            rows = offpolicy_pairs(prompts, cfg, cfg.seed)
+        write_jsonl(cache, rows)
     barrier()
-    return read_jsonl(cache, ("prompt", "chosen", "rejected"))
+    return read(cache)
 
 
 def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
@@ -205,8 +256,10 @@ def preference_loss(cfg, policy: PairLogps, ref: PairLogps, loss_fn=None):
                                          ref.rejected, beta=cfg.beta)
         return (loss_fn or ipo_loss)(policy.chosen_mean, policy.rejected_mean, ref.chosen_mean,
                                      ref.rejected_mean, beta=cfg.beta)
-    return (loss_fn or simpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta,
-                                   gamma=cfg.gamma)
+    if cfg.loss == "simpo":
+        return (loss_fn or simpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta,
+                                       gamma=cfg.gamma)
+    return (loss_fn or orpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta)
 
 
 # ------------------------------------------------------------------ checks
@@ -214,9 +267,11 @@ def preference_loss(cfg, policy: PairLogps, ref: PairLogps, loss_fn=None):
 def warn_if_suspicious(cfg, pairs):
     """Warnings from the DPO debugging checklist (load_policy_and_reference warns when the
     start is not an SFT checkpoint)."""
-    sensible = {"dpo": (0.01, 1.0), "ipo": (0.01, 1.0), "simpo": (0.5, 10.0)}[cfg.loss]
+    sensible = (0.5, 10.0) if cfg.loss == "simpo" else (0.01, 1.0)
     if not sensible[0] <= cfg.beta <= sensible[1]:
         print(f"warning: beta {cfg.beta} is outside the usual range {sensible} for {cfg.loss}")
+    if cfg.loss == "kto":
+        return
     chosen = sum(len(r["chosen"].split()) for r in pairs) / len(pairs)
     rejected = sum(len(r["rejected"].split()) for r in pairs) / len(pairs)
     if chosen > 1.5 * rejected:
@@ -226,41 +281,55 @@ def warn_if_suspicious(cfg, pairs):
 
 # ------------------------------------------------------------------ main
 
-def train(cfg, policy, ref_model, encoded, ref_logps: PairLogps | None, device, loss_fn=None):
-    """The training loop. ref_logps: the reference's log-probs of every pair (None: --live_ref)."""
+def train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn=None, weights=None):
+    """The training loop. encoded: the pairs (KTO: rows) as token ids; ref_logps: the
+    reference's log-probs of every one (None: --live_ref, or no reference in the loss)."""
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
     rng = torch.Generator().manual_seed(cfg.seed)
     with TrainingRun(cfg.loss, cfg, policy, opt, rng, cfg.max_steps, log_every=25,
-                     show=("loss", "rewards/margins")) as run:
+                     show=("loss", "rewards/chosen")) as run:
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=rng))
-            batch = [encoded[i] for i in idx.tolist()]                  # (prompt, chosen, rejected)
-            policy_logps = pair_logps(net, batch, device)
-            if cfg.live_ref:
-                with torch.no_grad():
-                    batch_ref_logps = pair_logps(ref_model, batch, device)
+            batch = [encoded[i] for i in idx.tolist()]
+            batch_ref_logps = None if ref_logps is None else ref_logps.select(idx, device)
+            if cfg.loss == "kto":
+                loss, metrics = kto.step_loss(cfg, net, ref_model, batch, batch_ref_logps,
+                                              weights, device, loss_fn)
             else:
-                batch_ref_logps = ref_logps.select(idx, device)
-            losses, chosen_rewards, rejected_rewards = preference_loss(
-                cfg, policy_logps, batch_ref_logps, loss_fn)
-            nll = nll_loss(policy_logps.chosen_mean).mean()
-            loss = losses.mean() + cfg.rpo_alpha * nll                 # RPO (Pang et al. 2024, Eq. 1)
+                loss, metrics = pair_step_loss(cfg, net, ref_model, batch, batch_ref_logps,
+                                               device, loss_fn)
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
-            run.log(step, {"loss": loss.detach(), "nll_loss": nll.detach(), "lr": lr,
-                           **preference_metrics(policy_logps, chosen_rewards, rejected_rewards)})
+            run.log(step, {"loss": loss.detach(), "lr": lr, **metrics})
 
 
-def preference_metrics(policy_logps: PairLogps, chosen_rewards, rejected_rewards) -> dict:
-    """The DPO dashboard (TRL's names), as tensors: read back when the run logs them."""
-    return {"rewards/chosen": chosen_rewards.mean(),
-            "rewards/rejected": rejected_rewards.mean(),
-            "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
-            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
-            "logps/chosen": policy_logps.chosen.detach().mean(),
-            "logps/rejected": policy_logps.rejected.detach().mean()}
+def pair_step_loss(cfg, net, ref_model, batch, ref_logps: PairLogps | None, device,
+                   loss_fn=None):
+    """One step's loss and metrics for the paired objectives. batch: B (prompt, chosen,
+    rejected) id lists; ref_logps: the reference's log-probs of these pairs (None: --live_ref,
+    or an objective without a reference)."""
+    policy_logps = pair_logps(net, batch, device)
+    if cfg.live_ref:
+        with torch.no_grad():
+            ref_logps = pair_logps(ref_model, batch, device)
+    losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_logps, ref_logps,
+                                                               loss_fn)
+    nll = nll_loss(policy_logps.chosen_mean).mean()
+    loss = losses.mean() + cfg.rpo_alpha * nll          # RPO (Pang et al. 2024, Eq. 1); ORPO Eq. 6
+    metrics = {"nll_loss": nll.detach(),
+               "rewards/chosen": chosen_rewards.mean(),
+               "rewards/rejected": rejected_rewards.mean(),
+               "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
+               "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
+               "logps/chosen": policy_logps.chosen.detach().mean(),
+               "logps/rejected": policy_logps.rejected.detach().mean()}
+    if cfg.loss == "orpo":
+        log_odds = orpo_log_odds(policy_logps.chosen_mean, policy_logps.rejected_mean).detach()
+        metrics["log_odds_chosen"] = log_odds.mean()
+        metrics["log_odds_ratio"] = torch.nn.functional.logsigmoid(log_odds).mean()
+    return loss, metrics
 
 
 @torch.no_grad()
@@ -272,10 +341,28 @@ def implicit_reward_accuracy(cfg, policy, ref_model, device, loss_fn=None):
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")
+    if cfg.loss == "kto":   # its implicit reward is DPO's, beta log pi/pi_ref of the answer
+        cfg, loss_fn = replace(cfg, loss="dpo"), None
     _, chosen_rewards, rejected_rewards = preference_loss(
         cfg, pair_logps_of_all(policy, encoded, device),
         pair_logps_of_all(ref_model, encoded, device), loss_fn)
     return (chosen_rewards > rejected_rewards).float().mean().item()
+
+
+def load_models(cfg, device):
+    """(policy, reference, the checkpoint the reference is): the policy starts from the SFT
+    model and the reference is a frozen copy of it. ORPO's policy starts from the pretrained
+    model (--init_from, default OUT_DIR/pretrain.pt), and the SFT model it replaces, the
+    sft.pt beside it, is only the evaluation's baseline."""
+    if cfg.loss != "orpo":
+        return load_policy_and_reference(cfg, device)
+    start = Path(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt")
+    policy, _ = load_checkpoint(start, device)
+    # the SFT model train_sft.py wrote beside that pretrained checkpoint
+    _, sft_model, sft_path = load_policy_and_reference(
+        replace(cfg, init_from=str(start.with_name("sft.pt"))), device)
+    print(f"orpo starts from {start}; the SFT model {sft_path} is only its baseline")
+    return policy, sft_model, sft_path
 
 
 def main(cfg: DPOConfig, loss_fn=None) -> dict:
@@ -283,14 +370,23 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     pass their own) replaces the losses.py function of --loss, with the same signature."""
     cfg, device = start_run(cfg, SMOKE, outputs=[f"{cfg.loss}.pt"])
     t0 = time.time()
-    policy, ref_model, init = load_policy_and_reference(cfg, device)
-    train_pairs = build_pairs(ref_model, init, cfg)
-    warn_if_suspicious(cfg, train_pairs)
-    encoded = encode_pairs(train_pairs, ref_model.config.block_size, cfg.data or "pairs")
-    ref_logps = None if cfg.live_ref else pair_logps_of_all(ref_model, encoded, device)
-    print(f"{cfg.loss} on {len(encoded)} pairs, beta {cfg.beta}, "
-          f"{'live' if cfg.live_ref else 'precomputed'} reference")
-    train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn)
+    policy, ref_model, init = load_models(cfg, device)
+    rows = build_data(ref_model, init, cfg)
+    warn_if_suspicious(cfg, rows)
+    block_size, source = policy.config.block_size, cfg.data or f"{cfg.loss} data"
+    weights = None
+    if cfg.loss == "kto":
+        rows = kto.imbalance(rows, cfg.desirable_ratio, cfg.seed)
+        encoded = kto.encode(rows, block_size, source)
+        weights = kto.class_weights(cfg, encoded)
+        ref_logps = kto.answer_logps_of_all(ref_model, encoded, device)
+    else:
+        encoded = encode_pairs(rows, block_size, source)
+        uses_ref = cfg.loss in ("dpo", "ipo") and not cfg.live_ref
+        ref_logps = pair_logps_of_all(ref_model, encoded, device) if uses_ref else None
+    print(f"{cfg.loss} on {len(encoded)} {'rows' if cfg.loss == 'kto' else 'pairs'}, "
+          f"beta {cfg.beta}, learning rate {cfg.learning_rate}, {cfg.max_steps} steps")
+    train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn, weights)
     train_seconds = time.time() - t0
     if not is_main():
         return {}

@@ -36,8 +36,10 @@ def start_run(cfg, smoke: dict, outputs: list[str]):
 
 
 def smoke_config(cfg, smoke: dict):
-    """cfg with the --smoke settings, except the flags given a non-default value."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    """cfg with the --smoke settings, except the flags given a non-default value. (A config
+    whose defaults depend on a field, as DPOConfig's on --loss, names it in DEFAULTS_FROM.)"""
+    keys = {k: getattr(cfg, k) for k in getattr(cfg, "DEFAULTS_FROM", ())}
+    defaults = dataclasses.asdict(type(cfg)(**keys))
     return dataclasses.replace(cfg, **{k: v for k, v in smoke.items()
                                       if getattr(cfg, k) == defaults[k]})
 

@@ -20,8 +20,9 @@ class DataError(ValueError):
     """Bad input data; the message names the file, the line and the field."""
 
 
-def read_jsonl(path, fields: tuple[str, ...]) -> list[dict]:
-    """Rows of a JSON Lines file, each an object with the given string fields."""
+def read_jsonl(path, fields: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a JSON Lines file, each an object with the given string fields and
+    true/false flags (KTO's "label")."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -42,7 +43,11 @@ def read_jsonl(path, fields: tuple[str, ...]) -> list[dict]:
                 if not isinstance(row[field], str):
                     raise DataError(f"{path}:{lineno}: field '{field}' must be a string, "
                                     f"got {type(row[field]).__name__}")
-            rows.append({k: row[k] for k in fields})
+            for field in flags:
+                if not isinstance(row.get(field), bool):
+                    raise DataError(f"{path}:{lineno}: field '{field}' must be true or false, "
+                                    f"got {json.dumps(row.get(field))}")
+            rows.append({k: row[k] for k in fields + flags})
     if not rows:
         raise DataError(f"{path}: no rows (the file is empty)")
     return rows
@@ -108,13 +113,17 @@ def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="c
 
 
 def encode_rows(rows: list[dict], completions: tuple[str, ...], block_size: int,
-                source: str = "data", required: bool = True) -> list[tuple]:
-    """(prompt_ids, *completion_ids) for each row: SFT rows use ("completion",), preference
-    pairs ("chosen", "rejected"). A row whose prompt plus longest completion is longer than
+                source: str = "data", required: bool = True, extra: tuple[str, ...] = ()
+                ) -> list[tuple]:
+    """(prompt_ids, *completion_ids, *extra values) for each row: SFT rows use
+    ("completion",), preference pairs ("chosen", "rejected"), KTO rows ("completion",) with
+    extra ("label",). A row whose prompt plus longest completion is longer than
     block_size + 1 tokens is dropped, and a note says how many; none left is an error
     unless required=False."""
-    out = [(prompt_ids(r["prompt"]), *(completion_ids(r[c]) for c in completions)) for r in rows]
-    kept = [e for e in out if len(e[0]) + max(map(len, e[1:])) <= block_size + 1]
+    n = len(completions)
+    out = [(prompt_ids(r["prompt"]), *(completion_ids(r[c]) for c in completions),
+            *(r[k] for k in extra)) for r in rows]
+    kept = [e for e in out if len(e[0]) + max(map(len, e[1:1 + n])) <= block_size + 1]
     if len(kept) < len(out):
         print(f"note: {source}: dropped {len(out) - len(kept)} of {len(out)} rows longer than "
               f"block_size {block_size} + 1 tokens")

@@ -58,13 +58,14 @@ def run_train_grpo(folder: str, name: str, loss_fn, **flags):
 
 
 def run_script(main, config_cls, folder: str, name: str, loss_fn, flags: dict):
-    """main(config_cls(**flags), loss_fn) in OUT/folder/name, from the SFT checkpoint. A
+    """main(config_cls(**flags), loss_fn) in OUT/folder/name, from the SFT checkpoint unless
+    flags give another init_from. A
     rerun after an edit replaces that folder's last run (overwrite=True): a notebook is
     for trying things."""
     out = OUT / folder / name
     out.mkdir(parents=True, exist_ok=True)
-    cfg = config_cls(init_from=str(sft_checkpoint()), out_dir=str(out), smoke=SMALL,
-                     overwrite=True, **flags)
+    flags = {"init_from": str(sft_checkpoint()), **flags}
+    cfg = config_cls(out_dir=str(out), smoke=SMALL, overwrite=True, **flags)
     with open(out / "log.txt", "w") as log, contextlib.redirect_stdout(log):
         metrics = main(cfg, loss_fn=loss_fn)
     return metrics, out

@@ -72,4 +72,7 @@ def test_dpo_and_grpo_run_on_two_processes(sft_dir, tmp_path):
     # so only check that it runs and writes its files
     run(2, "train_grpo.py", "--smoke", "--out_dir", tmp_path / "two")
     assert (tmp_path / "two" / "grpo.pt").is_file()
+    # KTO's reference point is gathered from both processes (each rotates its own rows)
+    run(2, "train_dpo.py", "--smoke", "--loss", "kto", "--out_dir", tmp_path / "two")
+    assert (tmp_path / "two" / "kto.pt").is_file()
     assert (tmp_path / "two" / "grpo_eval.json").is_file()

@@ -79,7 +79,7 @@ def random_pair_logps(g):
 
 def test_each_loss_gets_the_log_probs_its_paper_uses():
     """DPO sums over the answer's tokens, SimPO and IPO (by default) average; --ipo_sum sums."""
-    from losses import ipo_loss, simpo_loss
+    from losses import ipo_loss, orpo_loss, simpo_loss
     g = torch.Generator().manual_seed(0)
     policy, ref = (random_pair_logps(g) for _ in range(2))
     cases = [(DPOConfig(loss="dpo"), dpo_loss(policy.chosen, policy.rejected, ref.chosen,
@@ -89,7 +89,20 @@ def test_each_loss_gets_the_log_probs_its_paper_uses():
              (DPOConfig(loss="ipo", ipo_sum=True), ipo_loss(policy.chosen, policy.rejected,
                                                             ref.chosen, ref.rejected, beta=0.5)),
              (DPOConfig(loss="simpo"), simpo_loss(policy.chosen_mean, policy.rejected_mean,
-                                                  beta=2.0, gamma=0.5))]
+                                                  beta=2.0, gamma=0.5)),
+             (DPOConfig(loss="orpo"), orpo_loss(policy.chosen_mean, policy.rejected_mean,
+                                                beta=0.1))]
     for cfg, expected in cases:
         assert torch.equal(preference_loss(cfg, policy, ref)[0], expected[0]), cfg.loss
 
+
+
+def test_orpo_and_simpo_ignore_any_reference():
+    g = torch.Generator().manual_seed(1)
+    policy, ref, other = (random_pair_logps(g) for _ in range(3))
+    for loss in ("orpo", "simpo"):
+        cfg = DPOConfig(loss=loss)
+        assert torch.equal(preference_loss(cfg, policy, ref)[0],
+                           preference_loss(cfg, policy, other)[0])
+        assert torch.equal(preference_loss(cfg, policy, None)[0],
+                           preference_loss(cfg, policy, ref)[0])

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import (dpo_loss, grpo_advantages, grpo_loss, ipo_loss, sequence_logprobs,
-                    simpo_loss, sft_loss)
+from losses import (dpo_loss, grpo_advantages, grpo_loss, ipo_loss, kto_loss, kto_reference_point,
+                    log1mexp, nll_loss, orpo_loss, sequence_logprobs, simpo_loss, sft_loss)
 
 
 def t(*values):
@@ -180,3 +180,73 @@ def test_grpo_mask_excludes_padding():
     logps2 = changed.requires_grad_()
     again, _ = grpo_loss(logps2, changed - 0.1, changed + 0.2, adv, mask)
     assert again.item() == pytest.approx(base.item())
+
+
+# ------------------------------------------------------------------ RPO, ORPO, KTO
+
+def test_nll_loss_is_the_negated_mean_log_prob_and_raises_it():
+    chosen_mean = t(-0.5, -2.0)
+    assert nll_loss(chosen_mean).tolist() == [0.5, 2.0]
+    nll_loss(chosen_mean).sum().backward()
+    assert (chosen_mean.grad < 0).all()                     # descent raises log pi(y_w)
+
+
+def test_orpo_by_hand():
+    c, r, beta = -0.5, -1.0, 0.1
+    log_odds = (c - r) - (math.log(1 - math.exp(c)) - math.log(1 - math.exp(r)))
+    losses, cr, rr = orpo_loss(t(c), t(r), beta=beta)
+    assert losses.item() == pytest.approx(-beta * math.log(1 / (1 + math.exp(-log_odds))))
+    assert (cr.item(), rr.item()) == pytest.approx((beta * c, beta * r))
+    assert not cr.requires_grad
+
+
+def test_orpo_gradient_raises_chosen_and_lowers_rejected():
+    c, r = t(-0.7, -2.0), t(-1.5, -0.3)
+    orpo_loss(c, r)[0].sum().backward()
+    assert (c.grad < 0).all() and (r.grad > 0).all()
+
+
+def test_orpo_is_finite_in_float32_at_log_probs_near_zero():
+    """log(1 - e^x) near x = 0 cancels catastrophically if computed naively."""
+    x = torch.tensor([-1e-3, -1e-5, -1e-7, -1e-9, 0.0], requires_grad=True)   # float32
+    exact = torch.log(-torch.expm1(x.detach().double().clamp(max=-1e-7)))
+    assert torch.allclose(log1mexp(x).double(), exact, rtol=1e-5)
+    assert not torch.isfinite(torch.log1p(-torch.exp(torch.tensor(-1e-9))))   # naive: -inf
+    losses, _, _ = orpo_loss(x, torch.full_like(x, -2.0))
+    losses.sum().backward()
+    assert torch.isfinite(losses).all() and torch.isfinite(x.grad).all()
+    far = torch.tensor([-5.0, -30.0])
+    assert torch.allclose(log1mexp(far), torch.log1p(-torch.exp(far)))
+
+
+def test_kto_by_hand():
+    policy, ref = t(-3.0, -4.0, -6.0), t(-3.5, -3.0, -6.0)
+    desirable = torch.tensor([True, False, True])
+    z0, beta = 0.2, 0.1
+    losses, rewards = kto_loss(policy, ref, desirable, torch.tensor(z0, dtype=torch.float64),
+                               beta=beta, desirable_weight=2.0, undesirable_weight=1.5)
+    sig = lambda v: 1 / (1 + math.exp(-v))
+    expected = [2.0 * (1 - sig(beta * (0.5 - z0))),        # desirable, r = 0.5
+                1.5 * (1 - sig(beta * (z0 - (-1.0)))),       # undesirable, r = -1
+                2.0 * (1 - sig(beta * (0.0 - z0)))]          # desirable, r = 0
+    assert losses.tolist() == pytest.approx(expected)
+    assert rewards.tolist() == pytest.approx([0.05, -0.1, 0.0]) and not rewards.requires_grad
+
+
+def test_kto_pushes_desirable_answers_up_and_undesirable_down():
+    policy, ref = t(-3.0, -4.0, -2.0, -5.0), t(-3.0, -4.0, -2.0, -5.0)
+    desirable = torch.tensor([True, False, True, False])
+    kto_loss(policy, ref, desirable, torch.tensor(0.0, dtype=torch.float64))[0].sum().backward()
+    assert (policy.grad[desirable] < 0).all() and (policy.grad[~desirable] > 0).all()
+
+
+def test_kto_reference_point_is_the_clamped_detached_mean_log_ratio():
+    policy, ref = t(-3.0, -1.0), t(-4.0, -1.0)
+    z0 = kto_reference_point(policy, ref)
+    assert z0.item() == pytest.approx(0.5) and not z0.requires_grad     # mean(1, 0)
+    assert kto_reference_point(t(-5.0), t(-1.0)).item() == 0.0           # clamped at 0
+    # z0 carries no gradient into the loss: the loss's gradient is the same with z0 fixed
+    mismatched = t(-2.0, -1.0)
+    desirable = torch.tensor([True, False])
+    kto_loss(policy, ref, desirable, kto_reference_point(mismatched, ref))[0].sum().backward()
+    assert mismatched.grad is None

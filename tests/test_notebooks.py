@@ -14,8 +14,9 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("notebooks")
 
 
-def test_there_are_three_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_dpo.ipynb", "02_ipo_simpo.ipynb", "03_grpo.ipynb"]
+def test_there_are_four_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_dpo.ipynb", "02_ipo_simpo.ipynb", "03_grpo.ipynb",
+                                           "04_kto_orpo.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -34,6 +35,10 @@ def test_notebook_runs_top_to_bottom(path, scratch, monkeypatch):
                          "the loss is 0.6931", "lowers the loss: True"],
               "02_ipo_simpo": [f"{n}: max difference from losses.{n}_loss: 0.0"
                                for n in ("dpo", "ipo", "simpo")],
-              "03_grpo": ["difference from losses.grpo_loss: 0.0", "raises the log-probs: True"]}
+              "03_grpo": ["difference from losses.grpo_loss: 0.0", "raises the log-probs: True"],
+              "04_kto_orpo": ["kto: max difference from losses.kto_loss: 0.0",
+                              "undesirable down: True", "orpo: max difference from "
+                              "losses.orpo_loss: 0.0", "finite at c = -1e-9: True",
+                              "rejected down: True"]}
     for line in checks[path.stem]:
         assert line in outputs, line
