@@ -12,10 +12,11 @@ On held-out prompts: one sample at temperature 1 and one greedy answer each.
 """
 
 import time
+from typing import NamedTuple
 
 import torch
 
-from data.batching import chat_batch, decode_completion, end_id, prompt_ids, write_jsonl
+from data.batching import chat_batch, decode_completion, end_id, prompt_ids, to_device, write_jsonl
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
 from losses import sequence_logprobs
 from model import autocast, sample
@@ -77,23 +78,40 @@ def answer_skill(prompts: list[str], responses: list[str]) -> float:
     return sum(judged) / max(1, len(judged))
 
 
+class AnswerLogps(NamedTuple):
+    """log pi(answer | prompt) of each row, (N,): summed over the answer's tokens, and the
+    per-token mean (the length-normalised form SimPO, IPO and ORPO use)."""
+    total: torch.Tensor
+    mean: torch.Tensor
+
+    def select(self, idx, device) -> "AnswerLogps":
+        return AnswerLogps(*(to_device(t[idx], device) for t in self))
+
+
+def answer_logps(model, prompts: list[list[int]], answers: list[list[int]], device) -> AnswerLogps:
+    """One forward over the rows prompt + answer (token ids); the training scripts' log-probs."""
+    inputs, targets, mask = chat_batch(prompts, answers, device)
+    with autocast(device):
+        logits = model(inputs)                                            # (N, T, V)
+    total = sequence_logprobs(logits, targets, mask)                      # (N,)
+    return AnswerLogps(total, total / mask.sum(-1))
+
+
 @torch.no_grad()
-def answer_logps(model, prompts: list[str], token_rows: list[list[int]], batch_size=256):
-    """log pi(answer | prompt), summed over the answer's tokens: (N,) on the CPU."""
-    device, out = model.wte.weight.device, []
-    for i in range(0, len(prompts), batch_size):
-        inputs, targets, mask = chat_batch([prompt_ids(p) for p in prompts[i:i + batch_size]],
-                                           token_rows[i:i + batch_size], device)
-        with autocast(device):
-            logits = model(inputs)
-        out.append(sequence_logprobs(logits, targets, mask).float().cpu())
-    return torch.cat(out)
+def answer_logps_of_all(model, prompts: list[list[int]], answers: list[list[int]],
+                        batch_size=256) -> AnswerLogps:
+    """answer_logps of every row, batch_size rows at a time, kept on the CPU."""
+    device = next(model.parameters()).device
+    parts = [answer_logps(model, prompts[i:i + batch_size], answers[i:i + batch_size], device)
+             for i in range(0, len(prompts), batch_size)]
+    return AnswerLogps(*(torch.cat(column).float().cpu() for column in zip(*parts)))
 
 
 def kl_to_reference(policy, reference, prompts, token_rows) -> float:
     """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref."""
-    return (answer_logps(policy, prompts, token_rows) -
-            answer_logps(reference, prompts, token_rows)).mean().item()
+    ids = [prompt_ids(p) for p in prompts]
+    return (answer_logps_of_all(policy, ids, token_rows).total -
+            answer_logps_of_all(reference, ids, token_rows).total).mean().item()
 
 
 def win_rate(prompts, responses, baseline_responses) -> float:

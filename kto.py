@@ -14,16 +14,13 @@ label rule's share of desirable answers is whatever the SFT model's is.
 
 import json
 import random
-from typing import NamedTuple
-
 import torch
 
-from data.batching import chat_batch, encode_rows, read_jsonl, to_device
+from data.batching import encode_rows, read_jsonl
 from data.world import reward
 from distributed import all_gather
-from evaluation import generate
-from losses import kto_loss, kto_reference_point, nll_loss, sequence_logprobs
-from model import autocast
+from evaluation import answer_logps, generate
+from losses import kto_loss, kto_reference_point, nll_loss
 
 def onpolicy_rows(model, prompts, cfg, seed) -> list[dict]:
     """K samples per prompt from the model (as onpolicy_pairs draws them), labelled by the rule."""
@@ -77,36 +74,10 @@ def encode(rows, block_size: int, source: str, required: bool = True):
     return encode_rows(rows, ("completion",), block_size, source, required, extra=("label",))
 
 
-class AnswerLogps(NamedTuple):
-    """log pi of each row's answer, each (B,): summed over its tokens, and the per-token mean."""
-    total: torch.Tensor
-    mean: torch.Tensor
-
-    def select(self, idx, device) -> "AnswerLogps":
-        return AnswerLogps(*(to_device(t[idx], device) for t in self))
-
-
-def answer_logps(model, prompts, completions, device) -> AnswerLogps:
-    inputs, targets, mask = chat_batch(prompts, completions, device)
-    with autocast(device):
-        logits = model(inputs)                                            # (B, T, V)
-    total = sequence_logprobs(logits, targets, mask)                      # (B,)
-    return AnswerLogps(total, total / mask.sum(-1))
-
-
-@torch.no_grad()
-def answer_logps_of_all(model, encoded, device, batch_size=128) -> AnswerLogps:
-    """answer_logps of every row, in chunks, kept on the CPU (the frozen reference's, once)."""
-    parts = [answer_logps(model, [r[0] for r in encoded[i:i + batch_size]],
-                          [r[1] for r in encoded[i:i + batch_size]], device)
-             for i in range(0, len(encoded), batch_size)]
-    return AnswerLogps(*(torch.cat(column).float().cpu() for column in zip(*parts)))
-
-
-def step_loss(cfg, net, ref_model, batch, ref_logps: AnswerLogps, weights, device,
+def step_loss(cfg, net, ref_model, batch, ref_logps, weights, device,
               loss_fn=None):
     """One KTO step's loss and metrics. batch: B rows (prompt ids, completion ids, desirable);
-    ref_logps: the reference's log-probs of these rows (precomputed)."""
+    ref_logps: the reference's AnswerLogps of these rows (precomputed)."""
     prompts, completions, labels = zip(*batch)
     desirable = torch.tensor(labels, device=device)                       # (B,) bool
     policy_logps = answer_logps(net, prompts, completions, device)

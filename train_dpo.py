@@ -50,14 +50,14 @@ from typing import NamedTuple
 import torch
 
 from cli import AlignConfig, flag, run_cli
-from data.batching import chat_batch, encode_rows, read_jsonl, to_device, write_jsonl
+from data.batching import encode_rows, read_jsonl, to_device, write_jsonl
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from distributed import barrier, for_training, is_main, shard
-from evaluation import evaluate, generate, kl_to_reference, win_rate
-from losses import (dpo_loss, ipo_loss, nll_loss, orpo_log_odds, orpo_loss, sequence_logprobs,
-                    simpo_loss)
-from model import autocast, load_checkpoint, save_checkpoint
+from evaluation import (answer_logps, answer_logps_of_all, evaluate, generate, kl_to_reference,
+                        win_rate)
 import kto
+from losses import dpo_loss, ipo_loss, nll_loss, orpo_log_odds, orpo_loss, simpo_loss
+from model import load_checkpoint, save_checkpoint
 from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
                          save_json, set_lr, start_run)
 from training_run import TrainingRun
@@ -211,7 +211,7 @@ def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
 
 class PairLogps(NamedTuple):
     """log pi of each pair's answers, each (B,): summed over the answer's tokens, and the
-    per-token mean (the length-normalised form SimPO and IPO use)."""
+    per-token mean (the length-normalised form SimPO, IPO and ORPO use)."""
     chosen: torch.Tensor
     rejected: torch.Tensor
     chosen_mean: torch.Tensor
@@ -224,14 +224,9 @@ class PairLogps(NamedTuple):
 def pair_logps(model, batch, device) -> PairLogps:
     """One concatenated forward over chosen and rejected answers (B pairs -> 2B rows)."""
     B = len(batch)
-    prompts = [p for p, _, _ in batch] * 2
-    completions = [c for _, c, _ in batch] + [r for _, _, r in batch]
-    inputs, targets, mask = chat_batch(prompts, completions, device)
-    with autocast(device):
-        logits = model(inputs)                                        # (2B, T, V)
-    total = sequence_logprobs(logits, targets, mask)                  # (2B,)
-    mean = total / mask.sum(-1)
-    return PairLogps(total[:B], total[B:], mean[:B], mean[B:])
+    logps = answer_logps(model, [p for p, _, _ in batch] * 2,
+                         [c for _, c, _ in batch] + [r for _, _, r in batch], device)
+    return PairLogps(logps.total[:B], logps.total[B:], logps.mean[:B], logps.mean[B:])
 
 
 @torch.no_grad()
@@ -379,7 +374,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
         rows = kto.imbalance(rows, cfg.desirable_ratio, cfg.seed)
         encoded = kto.encode(rows, block_size, source)
         weights = kto.class_weights(cfg, encoded)
-        ref_logps = kto.answer_logps_of_all(ref_model, encoded, device)
+        ref_logps = answer_logps_of_all(ref_model, [r[0] for r in encoded],
+                                        [r[1] for r in encoded], batch_size=128)
     else:
         encoded = encode_pairs(rows, block_size, source)
         uses_ref = cfg.loss in ("dpo", "ipo") and not cfg.live_ref
