@@ -66,15 +66,12 @@ from training_run import TrainingRun
 # here: 0.1 asks for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33),
 # 0.5 for one nat. ORPO does SFT's work too: SFT's learning rate, SFT's steps + DPO's,
 # and written pairs for 20000 prompts (SFT sees 19,200 rows), cheap since nothing is sampled.
+FROM_SFT = dict(pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4, max_steps=150)
 LOSS_DEFAULTS = {
-    "dpo": dict(beta=0.1, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
-                max_steps=150),
-    "ipo": dict(beta=0.5, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
-                max_steps=150),
-    "simpo": dict(beta=2.0, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
-                  max_steps=150),
-    "kto": dict(beta=0.1, pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4,
-                max_steps=150),
+    "dpo": dict(FROM_SFT, beta=0.1),
+    "ipo": dict(FROM_SFT, beta=0.5),
+    "simpo": dict(FROM_SFT, beta=2.0),
+    "kto": dict(FROM_SFT, beta=0.1),
     "orpo": dict(beta=0.1, pair_source="offpolicy", num_prompts=20000, learning_rate=1e-3,
                  max_steps=750),
 }
@@ -98,8 +95,8 @@ class DPOConfig(AlignConfig):
     desirable_weight: float = flag(None, "KTO's w_D (default: n_U / n_D, so that w_D n_D = "
                                    "w_U n_U)", "method", above=0)
     undesirable_weight: float = flag(1.0, "KTO's w_U", "method", above=0)
-    data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: build them)",
-                     "data")
+    data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs, or for KTO also "
+                         "{prompt, completion, label} rows (default: build them)", "data")
     pair_source: str = flag(None, "how to build pairs (KTO: rows): onpolicy (SFT samples "
                             "judged by the reward) or offpolicy (two personas' answers) "
                             "(default: offpolicy for orpo, else onpolicy)", "data",
