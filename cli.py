@@ -78,7 +78,7 @@ def examples(doc: str) -> str:
 def build_parser(config_cls, doc: str, prog: str | None = None) -> argparse.ArgumentParser:
     """One flag per field, in groups, each help line ending in its default (if it has one)."""
     parser = argparse.ArgumentParser(prog=prog, usage="%(prog)s [options]",
-                                     description=doc.strip().split("\n")[0],
+                                     description=" ".join(doc.strip().split("\n\n")[0].split()),
                                      epilog=examples(doc),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     fields = dataclasses.fields(config_cls)
