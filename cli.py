@@ -75,9 +75,9 @@ def examples(doc: str) -> str:
     return "examples:\n" + "\n".join(lines) if lines else ""
 
 
-def build_parser(config_cls, doc: str, prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(config_cls, doc: str) -> argparse.ArgumentParser:
     """One flag per field, in groups, each help line ending in its default (if it has one)."""
-    parser = argparse.ArgumentParser(prog=prog, usage="%(prog)s [options]",
+    parser = argparse.ArgumentParser(usage="%(prog)s [options]",
                                      description=" ".join(doc.strip().split("\n\n")[0].split()),
                                      epilog=examples(doc),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
