@@ -14,6 +14,7 @@ label rule's share of desirable answers is whatever the SFT model's is.
 
 import json
 import random
+
 import torch
 
 from data.batching import encode_rows, read_jsonl
@@ -21,6 +22,7 @@ from data.world import reward
 from distributed import all_gather
 from evaluation import answer_logps, generate
 from losses import kto_loss, kto_reference_point, nll_loss
+
 
 def onpolicy_rows(model, prompts, cfg, seed) -> list[dict]:
     """K samples per prompt from the model (as onpolicy_pairs draws them), labelled by the rule."""

@@ -66,6 +66,8 @@ from training_run import TrainingRun
 # here: 0.1 asks for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33),
 # 0.5 for one nat. ORPO does SFT's work too: SFT's learning rate, SFT's steps + DPO's,
 # and written pairs for 20000 prompts (SFT sees 19,200 rows), cheap since nothing is sampled.
+# The paired objectives whose loss reads the reference's log-probs (SimPO and ORPO have none).
+WITH_REFERENCE = ("dpo", "ipo")
 FROM_SFT = dict(pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4, max_steps=150)
 LOSS_DEFAULTS = {
     "dpo": dict(FROM_SFT, beta=0.1),
@@ -303,7 +305,7 @@ def pair_step_loss(cfg, net, ref_model, batch, ref_logps: PairLogps | None, devi
     rejected) id lists; ref_logps: the reference's log-probs of these pairs (None: --live_ref,
     or an objective without a reference)."""
     policy_logps = pair_logps(net, batch, device)
-    if cfg.live_ref:
+    if cfg.live_ref and cfg.loss in WITH_REFERENCE:
         with torch.no_grad():
             ref_logps = pair_logps(ref_model, batch, device)
     losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_logps, ref_logps,
@@ -375,8 +377,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
                                         [r[1] for r in encoded], batch_size=128)
     else:
         encoded = encode_pairs(rows, block_size, source)
-        uses_ref = cfg.loss in ("dpo", "ipo") and not cfg.live_ref
-        ref_logps = pair_logps_of_all(ref_model, encoded, device) if uses_ref else None
+        precompute = cfg.loss in WITH_REFERENCE and not cfg.live_ref
+        ref_logps = pair_logps_of_all(ref_model, encoded, device) if precompute else None
     print(f"{cfg.loss} on {len(encoded)} {'rows' if cfg.loss == 'kto' else 'pairs'}, "
           f"beta {cfg.beta}, learning rate {cfg.learning_rate}, {cfg.max_steps} steps")
     train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn, weights)
