@@ -1,5 +1,7 @@
 """The evaluation every stage ends with, judged by the toy world's true reward
 (data.world.reward): it samples from a model, so it lives beside model.py, not in data/.
+The training scripts take their samples (rollout) and log-probs (answer_logps,
+answer_token_logps) from here too, so that training and evaluation measure alike.
 
 On held-out prompts: one sample at temperature 1 and one greedy answer each.
     accuracy          sampled answers that are correct
@@ -18,7 +20,7 @@ import torch
 
 from data.batching import chat_batch, decode_completion, end_id, prompt_ids, to_device, write_jsonl
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
-from losses import sequence_logprobs
+from losses import sequence_logprobs, token_logprobs
 from model import autocast, sample
 
 MAX_NEW_TOKENS = 48  # the longest persona answer is 37 tokens
@@ -45,6 +47,30 @@ def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=
             texts.append(decode_completion(ids))
     model.train(was_training)
     return texts, token_rows
+
+
+def rollout(policy, prompts: list[str], *, num_samples: int, max_new_tokens: int,
+            temperature: float, generator, device) -> dict:
+    """The RL scripts' samples as a training batch: num_samples answers to each prompt from
+    the KV-cache sampler (row i*G+g is answer g to prompt i), with
+        prompt_ids, rows    token id lists (N): the prompt, the answer up to its end token
+        prompts, texts      the prompt and the decoded answer of each row (N)
+        inputs, targets, mask  the rows as chat_batch lays them out, (N, T) each
+        finished, lengths   (N,) float: 1.0 where the answer ended with the end token; its tokens
+    """
+    ids = [prompt_ids(p) for p in prompts]
+    tokens, sampled = sample(policy, ids, max_new_tokens=max_new_tokens, end_id=end_id(),
+                             temperature=temperature, num_samples=num_samples,
+                             generator=generator)                          # (N, T_new) each
+    rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
+    row_prompt_ids = [i for i in ids for _ in range(num_samples)]
+    inputs, targets, mask = chat_batch(row_prompt_ids, rows, device)
+    return dict(prompt_ids=row_prompt_ids, rows=rows,
+                prompts=[p for p in prompts for _ in range(num_samples)],
+                texts=[decode_completion(r) for r in rows],
+                inputs=inputs, targets=targets, mask=mask,
+                finished=torch.tensor([float(bool(r) and r[-1] == end_id()) for r in rows]),
+                lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
 
 
 def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
@@ -86,6 +112,15 @@ class AnswerLogps(NamedTuple):
 
     def select(self, idx, device) -> "AnswerLogps":
         return AnswerLogps(*(to_device(t[idx], device) for t in self))
+
+
+def answer_token_logps(model, inputs, targets, mask, temperature: float = 1.0):
+    """Per-token log-probs of the answers' tokens under `model`, (N, T), zero off the mask. The
+    logits are divided by the sampling temperature, so an RL ratio compares the distribution
+    the answers were drawn from."""
+    with autocast(inputs.device):
+        logits = model(inputs)                                            # (N, T, V)
+    return token_logprobs(logits.float() / temperature, targets) * mask
 
 
 def answer_logps(model, prompts: list[list[int]], answers: list[list[int]], device) -> AnswerLogps:

@@ -218,3 +218,99 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
     metrics = {"clip_ratio": (is_clipped * mask).sum() / n_tokens,       # detached tensors,
                "kl": (kl.detach() * mask).sum() / n_tokens if use_kl else 0.0}   # no sync
     return loss, metrics
+
+
+# ------------------------------------------------------------- RLHF: reward model and PPO
+# Per-token inputs are (N, T): N completions, T positions of the batch (data/batching.py);
+# mask is 1.0 on the positions whose target is a completion token, so position t holds the
+# log-prob of completion token t and the critic's value of the text before it.
+
+def reward_model_loss(chosen_rewards, rejected_rewards, margin=None):
+    """Bradley-Terry reward model loss (InstructGPT, Ouyang et al. 2022, Eq. 1), per pair:
+    -log sigmoid(r(x, y_w) - r(x, y_l) [- margin]). Inputs (B,) scalar scores; margin (B,)
+    or None (Llama 2's margin term: the pair must be won by at least this much)."""
+    diff = chosen_rewards - rejected_rewards
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff)                                            # Eq. 1
+
+
+def masked_mean(values, mask):
+    """Mean of values over the positions where mask is 1: (N, T), (N, T) -> 0-dim."""
+    return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+def whiten(values, mask, shift_mean: bool = True, eps: float = 1e-8):
+    """(values - mean) / std over the masked positions, zero elsewhere: (N, T) -> (N, T).
+    The variance is the unbiased one, as TRL's masked_whiten; shift_mean=False keeps the
+    mean (used to whiten rewards without moving them)."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask) * mask.sum() / (mask.sum() - 1).clamp_min(1)
+    out = (values - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def ppo_rewards(scores, logps, ref_logps, mask, kl_coef: float = 0.05):
+    """Per-token rewards of RLHF (Ziegler et al. 2019; InstructGPT Eq. 2): (N, T).
+
+    Each completion token t is rewarded -kl_coef (log pi(y_t) - log pi_ref(y_t)), the KL
+    penalty estimated on the sampled token, and the last one also gets the sequence's
+    score r(x, y) from the reward model. scores (N,); logps, ref_logps, mask (N, T).
+    """
+    rewards = -kl_coef * (logps - ref_logps) * mask                       # the KL penalty
+    positions = torch.arange(mask.size(1), device=mask.device)
+    last = (mask * positions).argmax(dim=1)                               # (N,) last completion token
+    return rewards.index_put((torch.arange(mask.size(0), device=mask.device), last),
+                             scores.to(rewards.dtype), accumulate=True)
+
+
+def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
+    """Generalised advantage estimation (Schulman et al. 2016, Eq. 16), right to left:
+        delta_t = r_t + gamma V_{t+1} - V_t
+        A_t     = delta_t + gamma lam A_{t+1}
+    rewards, values, mask (N, T). Outside the mask rewards and values count as 0, so the
+    value after a completion's last token is 0 (the episode ends there). Returns
+    (advantages, returns), each (N, T) and zero outside the mask; returns = A + V are the
+    critic's targets. At gamma = lam = 1 the advantage is the return-to-go minus V.
+    """
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = next_advantage = torch.zeros_like(rewards[:, 0])           # (N,)
+    for t in reversed(range(rewards.size(1))):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = delta + gamma * lam * next_advantage
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def ppo_loss(logps, old_logps, advantages, values, old_values, returns, mask,
+             epsilon: float = 0.2, value_epsilon: float = 0.2, vf_coef: float = 0.1):
+    """PPO's clipped objective with a clipped value loss (Schulman et al. 2017, Eq. 7 and 9;
+    the value clip of the N-details paper), token means over the mask:
+        policy  max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps)),   ratio = pi / pi_old
+        value   0.5 max((V - R)^2, (clip(V, V_old - eps_v, V_old + eps_v) - R)^2)
+        loss  = policy + vf_coef * value
+    All inputs (N, T): log-probs of the sampled tokens now and at sampling time, the
+    (whitened) advantages, the critic's values now and at sampling time, the returns.
+    Returns (loss, metrics), the metrics detached 0-dim tensors named as TRL logs them.
+    """
+    logratio = logps - old_logps
+    ratio = torch.exp(logratio)
+    pg_losses = -advantages * ratio
+    pg_clipped = -advantages * torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
+    policy_loss = masked_mean(torch.max(pg_losses, pg_clipped), mask)     # Eq. 7, negated
+    values_clipped = old_values + torch.clamp(values - old_values, -value_epsilon, value_epsilon)
+    vf_losses = (values - returns) ** 2
+    vf_clipped = (values_clipped - returns) ** 2
+    value_loss = 0.5 * masked_mean(torch.max(vf_losses, vf_clipped), mask)
+    loss = policy_loss + vf_coef * value_loss                              # Eq. 9, no entropy term
+    metrics = {"policy/approxkl_avg": 0.5 * masked_mean(logratio.detach() ** 2, mask),
+               "policy/clipfrac_avg": masked_mean((pg_clipped > pg_losses).float(), mask),
+               "loss/policy_avg": policy_loss.detach(),
+               "loss/value_avg": value_loss.detach(),
+               "val/clipfrac_avg": masked_mean((vf_clipped > vf_losses).float(), mask)}
+    return loss, metrics

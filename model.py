@@ -98,6 +98,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    HEAD = "lm"      # what the checkpoint's weights end in (ScoreModel: "score")
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
@@ -127,6 +129,11 @@ class GPT(nn.Module):
         attn_mask (B, 1, T, T_keys), True where a query may attend to a key; the
         sampler also passes the cache.
         """
+        return F.linear(self.features(idx, positions, attn_mask, cache),
+                        self.wte.weight)                                  # tied: (B, T, V)
+
+    def features(self, idx, positions=None, attn_mask=None, cache: KVCache | None = None):
+        """The last layer's normalised hidden states (B, T, C), before the unembedding."""
         B, T = idx.shape
         if positions is None:  # (callers that pass positions keep them below block_size)
             if T > self.config.block_size:
@@ -138,7 +145,39 @@ class GPT(nn.Module):
             x = block(x, attn_mask, cache)
         if cache is not None:
             cache.length += T
-        return F.linear(self.ln_f(x), self.wte.weight)                    # tied: (B, T, V)
+        return self.ln_f(x)
+
+
+class ScoreModel(nn.Module):
+    """The GPT with a scalar head in place of the unembedding: one number per position.
+
+    The reward model reads it at the last token of prompt + completion (train_rm.py);
+    PPO's critic reads it at every position, as the value of the text so far (train_ppo.py).
+    """
+    HEAD = "score"
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.body = GPT(cfg)
+        self.head = nn.Linear(cfg.n_embd, 1)
+        # N-details (Huang et al. 2022): head weights ~ N(0, 1/sqrt(d + 1)), bias 0
+        nn.init.normal_(self.head.weight, std=1 / math.sqrt(cfg.n_embd + 1))
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_gpt(cls, gpt: GPT) -> "ScoreModel":
+        """A score model whose body is a copy of `gpt` (the SFT model) and whose head is new."""
+        model = cls(gpt.config).to(gpt.wte.weight.device)
+        model.body.load_state_dict(gpt.state_dict())
+        return model
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx):
+        """idx (B, T) -> scores (B, T), one per position (causal: each sees its prefix)."""
+        return self.head(self.body.features(idx)).squeeze(-1)
 
 
 # ------------------------------------------------------------------ sampling
@@ -270,7 +309,8 @@ def save_checkpoint(path, model: GPT, train_config: dict, step: int, **extra) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "model_config": asdict(model.config),
-             "train_config": train_config, "step": step, **extra}
+             "head": getattr(model, "HEAD", GPT.HEAD), "train_config": train_config,
+             "step": step, **extra}
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save(state, tmp)
@@ -306,11 +346,17 @@ def read_checkpoint(path, device="cpu") -> dict:
     return ckpt
 
 
-def load_checkpoint(path, device="cpu") -> tuple[GPT, dict]:
-    """(model, checkpoint dict); the checkpoint is read with weights_only=True."""
+def load_checkpoint(path, device="cpu", cls=GPT) -> tuple[GPT, dict]:
+    """(model, checkpoint dict); the checkpoint is read with weights_only=True. cls is GPT
+    (a language model) or ScoreModel (a reward model), and must be what the file holds."""
     ckpt = read_checkpoint(path, device)
+    head = ckpt.get("head", GPT.HEAD)
+    if head != cls.HEAD:
+        kinds = {GPT.HEAD: "a language model", ScoreModel.HEAD: "a reward model (a scalar head)"}
+        raise CheckpointError(f"{path}: holds {kinds.get(head, head)}, where "
+                              f"{kinds[cls.HEAD]} is needed")
     try:
-        model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
+        model = cls(GPTConfig(**ckpt["model_config"])).to(device)
         model.load_state_dict(ckpt["model"])
     except (TypeError, RuntimeError) as e:
         raise CheckpointError(f"{path}: the weights do not fit the model config it holds "

@@ -38,12 +38,12 @@ from pathlib import Path
 import torch
 
 from cli import AlignConfig, flag, run_cli
-from data.batching import chat_batch, decode_completion, end_id, prompt_ids
+import evaluation
 from data.world import eval_prompts, is_correct, rl_rows
 from distributed import for_training, is_main, shard
-from evaluation import MAX_NEW_TOKENS, evaluate, generate, kl_to_reference
-from losses import grpo_advantages, grpo_loss, token_logprobs
-from model import autocast, sample, save_checkpoint
+from evaluation import MAX_NEW_TOKENS, answer_token_logps, evaluate, generate, kl_to_reference
+from losses import grpo_advantages, grpo_loss
+from model import save_checkpoint
 from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
                          save_json, set_lr, start_run)
 from training_run import TrainingRun
@@ -87,29 +87,15 @@ def rule_rewards(prompts, answers) -> torch.Tensor:
     return torch.tensor([float(is_correct(p, a)) for p, a in zip(prompts, answers)])
 
 
-def answer_token_logps(model, inputs, targets, mask, temperature):
-    """Per-token log-probs of the sampled answers' tokens under `model`, (N, T), zero off the mask."""
-    with autocast(inputs.device):
-        logits = model(inputs)                                                # (N, T, V)
-    return token_logprobs(logits.float() / temperature, targets) * mask
-
-
-def rollout(policy, prompts, cfg, rng, device):
-    """Steps 1 and 2: G answers per prompt, their rewards, and the batch to train on."""
-    G, ids = cfg.num_generations, [prompt_ids(p) for p in prompts]
-    tokens, sampled = sample(policy, ids, max_new_tokens=cfg.max_new_tokens, end_id=end_id(),
-                             temperature=cfg.temperature, num_samples=G,
-                             generator=rng)                                # (N, T_new) each
-    rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
-    finished = [bool(r) and r[-1] == end_id() for r in rows]
-    rewards = rule_rewards([p for p in prompts for _ in range(G)],
-                           [decode_completion(r) for r in rows])          # row i*G+g
-    inputs, targets, mask = chat_batch([i for i in ids for _ in range(G)], rows, device)
+def rollout(policy, prompts, cfg, rng, device) -> dict:
+    """Steps 1 and 2: G answers per prompt (evaluation.rollout) and their rewards."""
+    batch = evaluation.rollout(policy, prompts, num_samples=cfg.num_generations,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                               generator=rng, device=device)
+    batch["rewards"] = rule_rewards(batch["prompts"], batch["texts"])    # (N,)
     if cfg.mask_truncated:
-        mask = mask * torch.tensor(finished, dtype=mask.dtype, device=device)[:, None]
-    return dict(inputs=inputs, targets=targets, mask=mask, rewards=rewards,
-                finished=torch.tensor(finished, dtype=torch.float),
-                lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
+        batch["mask"] = batch["mask"] * batch["finished"].to(device)[:, None]
+    return batch
 
 
 def train(cfg, policy, ref_model, device, loss_fn=None):
