@@ -38,7 +38,7 @@ from distributed import for_training, is_main, shard
 from evaluation import generate
 from losses import reward_model_loss
 from model import ScoreModel, autocast, save_checkpoint
-from train_dpo import onpolicy_pairs
+from train_dpo import offpolicy_pairs, onpolicy_pairs
 from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
                          save_json, set_lr, start_run)
 from training_run import TrainingRun
@@ -51,6 +51,9 @@ class RMConfig(AlignConfig):
                                              at_least=0)
     data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs (default: SFT samples "
                          "labelled by the noisy rater)", "data")
+    pair_source: str = flag("onpolicy", "onpolicy: two SFT answers per prompt; offpolicy: "
+                                        "two personas' written answers", "data",
+                            choices=["onpolicy", "offpolicy"])
     num_prompts: int = flag(4000, "training prompts, one pair each", "data", at_least=1)
     # 0.1: a right answer beats a wrong one 99.99% of the time, concise beats chatty
     # (0.23 apart) 91%, concise beats friendly (0.03 apart) 57%
@@ -63,7 +66,8 @@ class RMConfig(AlignConfig):
     samples_per_prompt = 2    # not a flag: the rater sees two answers (train_dpo.onpolicy_pairs)
 
 
-SMOKE = dict(num_prompts=32, max_steps=6, batch_size=8, eval_prompts=16)
+# Smoke pairs come from the persona generator (an untrained smoke model's samples are byte soup)
+SMOKE = dict(num_prompts=32, max_steps=6, batch_size=8, eval_prompts=16, pair_source="offpolicy")
 
 
 def last_token_scores(model, prompts: list[list[int]], completions: list[list[int]], device):
@@ -169,7 +173,8 @@ def main(cfg: RMConfig) -> dict:
         pairs = read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
     else:
         prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 300)]
-        pairs = onpolicy_pairs(sft_model, prompts, cfg, cfg.seed + 300)
+        pairs = onpolicy_pairs(sft_model, prompts, cfg, cfg.seed + 300) \
+            if cfg.pair_source == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed + 300)
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
     encoded = encode_rows(pairs, ("chosen", "rejected"), sft_model.config.block_size - 1,
                           cfg.data or "reward model pairs")
