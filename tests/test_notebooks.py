@@ -14,9 +14,9 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("notebooks")
 
 
-def test_there_are_four_notebooks():
+def test_there_are_five_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01_dpo.ipynb", "02_ipo_simpo.ipynb", "03_grpo.ipynb",
-                                           "04_kto_orpo.ipynb"]
+                                           "04_kto_orpo.ipynb", "05_rlhf_ppo.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -39,6 +39,9 @@ def test_notebook_runs_top_to_bottom(path, scratch, monkeypatch):
               "04_kto_orpo": ["kto: max difference from losses.kto_loss: 0.0",
                               "undesirable down: True", "orpo: max difference from "
                               "losses.orpo_loss: 0.0", "finite at c = -1e-9: True",
-                              "rejected down: True"]}
+                              "rejected down: True"],
+              "05_rlhf_ppo": ["advantages [0.466, 0.385, 0.3]", "gae: max difference from "
+                              "losses.gae: 0.0", "ppo_loss: max difference from "
+                              "losses.ppo_loss: 0.0", "raises the log-prob: True"]}
     for line in checks[path.stem]:
         assert line in outputs, line
