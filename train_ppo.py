@@ -1,8 +1,8 @@
 """Classic RLHF, stage 2: PPO with a critic against the learned reward model.
 
     python train_ppo.py                        # after train_rm.py: kl_coef 0.05, 4 PPO epochs
-    python train_ppo.py --kl_coef 0.005        # a weak leash: watch the score and the true reward part
-    python train_ppo.py --num_ppo_epochs 1     # one update per batch: the clip never acts
+    python train_ppo.py --kl_coef 0 --max_steps 400     # no leash: the score and the true reward part
+    python train_ppo.py --num_ppo_epochs 1 --num_mini_batches 1   # one update a batch: the clip never acts
 
 InstructGPT's step 3 (Ouyang et al. 2022, Sec. 3.5; Ziegler et al. 2019; the
 implementation of TRL's PPOTrainer and of "The N implementation details of RLHF
@@ -30,6 +30,10 @@ Departures, and why:
 - Every log-prob pass divides the logits by the sampling temperature, so the
   ratio compares the distribution the answers came from. No entropy bonus, no
   reward whitening, no adaptive KL controller (TRL's defaults).
+- Sampling at temperature 1 (TRL: 0.7), as the evaluation samples; answers that never
+  end lose 1.0 (TRL: no penalty unless --missing_eos_penalty is set).
+- Each step also logs objective/true_reward, the toy world's reward of the rollouts,
+  which PPO never sees: beside objective/scores it shows over-optimisation as it happens.
 - InstructGPT's PPO-ptx term (pretraining gradients mixed in) is left out.
 """
 

@@ -9,6 +9,7 @@ InstructGPT's reward model (Ouyang et al. 2022, Sec. 3.5), in four steps:
    prefers one. The rater is the toy world's true reward with Bradley-Terry noise:
    a is preferred with probability sigmoid((r_a - r_b) / --label_temperature), so
    labels are wrong now and then, as a human's are (train_dpo.onpolicy_pairs).
+   --pair_source offpolicy takes two personas' written answers instead (--smoke does).
 2. Model: the SFT GPT with its unembedding replaced by a scalar head
    (model.ScoreModel), read at the last token of prompt + completion, the end token.
 3. Loss: -log sigmoid(r(x, y_w) - r(x, y_l)) per pair (losses.reward_model_loss,

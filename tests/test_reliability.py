@@ -179,7 +179,8 @@ def test_checkpoint_errors_are_value_errors(tmp_path):
     assert issubclass(CheckpointError, ValueError)       # so run_cli prints one line
 
 
-@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py"])
+@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "train_rm.py",
+                                    "train_ppo.py"])
 def test_an_out_dir_that_is_a_file_ends_in_one_clear_line(script, tmp_path):
     (tmp_path / "out.txt").write_text("not a folder")
     status, err = cli(script, "--smoke", "--out_dir", tmp_path / "out.txt")

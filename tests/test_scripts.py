@@ -111,8 +111,8 @@ def test_bench_prints_every_row(tmp_path):
     assert rows["dpo step"]["steps/s"] > 0 and kv["speedup"] > 0
 
 
-@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "bench.py",
-                                    "sweep.py", "sample.py"])
+@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "train_rm.py",
+                                    "train_ppo.py", "bench.py", "sweep.py", "sample.py"])
 def test_help_shows_the_docstrings_examples(script):
     out = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60).stdout
@@ -120,7 +120,8 @@ def test_help_shows_the_docstrings_examples(script):
 
 
 @pytest.mark.parametrize("script,config", [("train_sft", "SFTConfig"), ("train_dpo", "DPOConfig"),
-                                           ("train_grpo", "GRPOConfig"), ("bench", "BenchConfig")])
+                                           ("train_grpo", "GRPOConfig"), ("train_rm", "RMConfig"),
+                                           ("train_ppo", "PPOConfig"), ("bench", "BenchConfig")])
 def test_each_flag_states_its_default_at_most_once_and_is_in_a_group(script, config):
     import importlib
     from cli import GROUP_ORDER, build_parser
