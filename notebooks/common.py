@@ -60,9 +60,9 @@ def run_train_grpo(folder: str, name: str, loss_fn, **flags):
     return metrics, read_metrics(out / "grpo_metrics.jsonl")
 
 
-def reward_model(folder: str) -> Path:
+def reward_model(folder: str, report: bool = True) -> Path:
     """OUT/folder/rm.pt, trained by train_rm.py from the SFT checkpoint when it is missing
-    (about 40 s on a 2-core CPU); prints its held-out accuracy and rank correlation."""
+    (about 40 s on a 2-core CPU); reports its held-out accuracy and rank correlation."""
     out = OUT / folder
     path = out / "rm.pt"
     if not path.exists():
@@ -71,15 +71,16 @@ def reward_model(folder: str) -> Path:
         with open(out / "rm_log.txt", "w") as log, contextlib.redirect_stdout(log):
             train_rm.main(cfg)
     ev = json.loads((out / "rm_eval.json").read_text())
-    print(f"reward model: held-out pair accuracy {ev['pair_accuracy']:.3f}, rank correlation "
-          f"with the true reward {ev['rank_correlation']:.3f}")
+    if report:
+        print(f"reward model: held-out pair accuracy {ev['pair_accuracy']:.3f}, rank correlation "
+              f"with the true reward {ev['rank_correlation']:.3f}")
     return path
 
 
 def run_train_ppo(folder: str, name: str, loss_fn, gae_fn, **flags):
     """One train_ppo.py run with the notebook's own PPO loss and GAE, against
     OUT/folder/rm.pt: returns (eval metrics, the run's metrics columns)."""
-    flags = {"reward_model": str(reward_model(folder)), **flags}
+    flags = {"reward_model": str(reward_model(folder, report=False)), **flags}
     metrics, out = run_script(train_ppo.main, train_ppo.PPOConfig, folder, name, flags,
                               loss_fn=loss_fn, gae_fn=gae_fn)
     print(f"{name:>12}: true reward {metrics['reward_mean']:.3f}  RM score "
