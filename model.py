@@ -18,7 +18,7 @@
 
 import math
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -178,6 +178,78 @@ class ScoreModel(nn.Module):
     def forward(self, idx):
         """idx (B, T) -> scores (B, T), one per position (causal: each sees its prefix)."""
         return self.head(self.body.features(idx)).squeeze(-1)
+
+
+# ------------------------------------------------------------------ LoRA
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update (LoRA, Hu et al. 2021, Eq. 3):
+        h = W0 x + (alpha / r) B A x,      W0 (out, in) frozen, A (r, in), B (out, r)
+    A starts as the paper's code starts it (nn.Linear's Kaiming-uniform), B at zero, so the
+    layer starts exactly as W0. With `enabled` False it is W0 alone."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / rank
+        self.enabled = True
+
+    def forward(self, x):                                                 # x (..., in)
+        y = self.base(x)                                                  # W0 x, (..., out)
+        if self.enabled:
+            y = y + self.scale * F.linear(F.linear(x, self.lora_A), self.lora_B)  # (a/r) B A x
+        return y
+
+    def merged_weight(self) -> torch.Tensor:
+        """W0 + (alpha / r) B A: the one matrix the adapted layer computes, (out, in)."""
+        return self.base.weight + self.scale * self.lora_B @ self.lora_A
+
+
+LORA_TARGETS = ("attn.qkv", "attn.proj", "mlp.0", "mlp.2")   # every Linear of every block
+
+
+def add_lora(model: GPT, rank: int, alpha: float, targets=LORA_TARGETS) -> GPT:
+    """Freeze every weight of `model`, then put a LoRALinear around each Linear whose name
+    ends with one of `targets`; only the adapters train. Returns the model (changed in place)."""
+    model.requires_grad_(False)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.Linear) and name.endswith(tuple(targets)):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, LoRALinear(module, rank, alpha))
+    return model
+
+
+@contextmanager
+def adapters_off(model):
+    """Inside, every LoRA layer of `model` computes W0 x alone: the base model, the reference."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    previous = [m.enabled for m in layers]
+    for m in layers:
+        m.enabled = False
+    try:
+        yield model
+    finally:
+        for m, enabled in zip(layers, previous):
+            m.enabled = enabled
+
+
+def merged(model: GPT) -> GPT:
+    """A plain GPT whose Linear weights are the LoRA layers' merged weights: what a checkpoint
+    holds, so it loads as any other."""
+    out = GPT(model.config).to(model.wte.weight.device)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if ".lora_" in name:
+            continue
+        state[name.replace(".base.", ".")] = tensor
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            state[f"{name}.weight"] = module.merged_weight().detach()
+    out.load_state_dict(state)
+    return out
 
 
 # ------------------------------------------------------------------ sampling
