@@ -53,6 +53,17 @@ class AlignConfig(RunConfig):
     weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
 
 
+@dataclasses.dataclass
+class LoRAConfig(AlignConfig):
+    """AlignConfig with LoRA's flags (DPO, GRPO, PPO): the policy trains low-rank adapters
+    only, and its reference is the same model with the adapters off."""
+    lora_rank: int = flag(0, "LoRA rank r (0: train every weight)", "model", at_least=0)
+    lora_alpha: float = flag(16.0, "LoRA's alpha: the update is scaled by alpha / r", "model",
+                             above=0)
+    lora_targets: str = flag("attn.qkv,attn.proj,mlp.0,mlp.2", "comma-separated names of "
+                             "the Linear layers given adapters (ends of module names)", "model")
+
+
 def check_bounds(cfg) -> None:
     """ConfigError for a field outside the bounds its flag() gives (above=, at_least=)."""
     for f in dataclasses.fields(cfg):

@@ -236,9 +236,36 @@ def adapters_off(model):
             m.enabled = enabled
 
 
+class AdaptersOff(nn.Module):
+    """The reference of a LoRA policy: the policy itself, called with its adapters off. It
+    holds no weights of its own (the policy is not a submodule, so nothing is copied and
+    .eval() here leaves the policy's mode alone)."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        object.__setattr__(self, "model", model)
+        self.config = model.config
+
+    @property
+    def wte(self):                           # the sampler reads the device from it
+        return self.model.wte
+
+    def parameters(self, recurse: bool = True):
+        return self.model.parameters(recurse)
+
+    def num_params(self) -> int:
+        return 0                             # none of its own
+
+    def forward(self, *args, **kwargs):
+        with adapters_off(self.model):
+            return self.model(*args, **kwargs)
+
+
 def merged(model: GPT) -> GPT:
     """A plain GPT whose Linear weights are the LoRA layers' merged weights: what a checkpoint
-    holds, so it loads as any other."""
+    holds, so it loads as any other. A model without adapters is returned as it is."""
+    if not any(isinstance(m, LoRALinear) for m in model.modules()):
+        return model
     out = GPT(model.config).to(model.wte.weight.device)
     state = {}
     for name, tensor in model.state_dict().items():

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import torch
 
-from cli import AlignConfig, flag, run_cli
+from cli import LoRAConfig, flag, run_cli
 from data.batching import encode_rows, read_jsonl, to_device, write_jsonl
 from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
 from distributed import barrier, for_training, is_main, shard
@@ -57,9 +57,9 @@ from evaluation import (answer_logps, answer_logps_of_all, evaluate, generate, k
                         win_rate)
 import kto
 from losses import dpo_loss, ipo_loss, nll_loss, orpo_log_odds, orpo_loss, simpo_loss
-from model import load_checkpoint, save_checkpoint
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         save_json, set_lr, start_run)
+from model import load_checkpoint, merged, save_checkpoint
+from train_utils import (load_policy_and_reference, lora, make_optimizer, optimizer_step,
+                         peak_memory_mb, print_table, save_json, set_lr, start_run)
 from training_run import TrainingRun
 
 # Each objective's defaults for the flags left unset. IPO's tau acts on per-token means
@@ -80,7 +80,7 @@ LOSS_DEFAULTS = {
 
 
 @dataclass
-class DPOConfig(AlignConfig):
+class DPOConfig(LoRAConfig):
     loss: str = flag("dpo", "which objective", "method",
                      choices=["dpo", "ipo", "simpo", "kto", "orpo"])
     beta: float = flag(None, "beta (DPO, SimPO, KTO), tau (IPO) or lambda (ORPO) (default: "
@@ -352,9 +352,11 @@ def load_models(cfg, device):
         return load_policy_and_reference(cfg, device)
     start = Path(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt")
     policy, _ = load_checkpoint(start, device)
+    if cfg.lora_rank:
+        lora(policy, cfg)
     # the SFT model train_sft.py wrote beside that pretrained checkpoint
     _, sft_model, sft_path = load_policy_and_reference(
-        replace(cfg, init_from=str(start.with_name("sft.pt"))), device)
+        replace(cfg, init_from=str(start.with_name("sft.pt")), lora_rank=0), device)
     print(f"orpo starts from {start}; the SFT model {sft_path} is only its baseline")
     return policy, sft_model, sft_path
 
@@ -385,8 +387,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
-    save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", policy, asdict(cfg), cfg.max_steps,
-                    stage=cfg.loss)
+    save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", merged(policy), asdict(cfg),
+                    cfg.max_steps, stage=cfg.loss)
 
     prompts = eval_prompts(cfg.eval_prompts)
     out = Path(cfg.out_dir)
@@ -398,6 +400,7 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, device,
                                                                loss_fn)
     after["train_seconds"] = train_seconds
+    after["peak_memory_mb"] = peak_memory_mb(device)
     save_json(out / f"{cfg.loss}_eval.json", after)
     print_table({"sft": before, cfg.loss: after},
                 title=f"\nSFT vs {cfg.loss} (beta {cfg.beta}) on {len(prompts)} held-out prompts")

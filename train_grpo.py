@@ -37,20 +37,20 @@ from pathlib import Path
 
 import torch
 
-from cli import AlignConfig, flag, run_cli
+from cli import LoRAConfig, flag, run_cli
 import evaluation
 from data.world import eval_prompts, is_correct, rl_rows
 from distributed import for_training, is_main, shard
 from evaluation import MAX_NEW_TOKENS, answer_token_logps, evaluate, generate, kl_to_reference
 from losses import grpo_advantages, grpo_loss
-from model import save_checkpoint
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         save_json, set_lr, start_run)
+from model import merged, save_checkpoint
+from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
+                         peak_memory_mb, print_table, save_json, set_lr, start_run)
 from training_run import TrainingRun
 
 
 @dataclass
-class GRPOConfig(AlignConfig):
+class GRPOConfig(LoRAConfig):
     num_generations: int = flag(8, "G: answers sampled per prompt (the group)", "method",
                                 at_least=2)
     beta: float = flag(0.04, "KL penalty toward the SFT reference (0 drops the reference)",
@@ -158,7 +158,7 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     if not is_main():
         return {}
     out = Path(cfg.out_dir)
-    save_checkpoint(out / "grpo.pt", policy, asdict(cfg), cfg.max_steps, stage="grpo")
+    save_checkpoint(out / "grpo.pt", merged(policy), asdict(cfg), cfg.max_steps, stage="grpo")
 
     prompts = eval_prompts(cfg.eval_prompts)
     before, _, _ = evaluate(ref_model, prompts, seed=cfg.seed)
@@ -169,6 +169,7 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
     after[f"sft_pass@{cfg.num_generations}"] = before[f"pass@{cfg.num_generations}"]
     after["train_seconds"] = train_seconds
+    after["peak_memory_mb"] = peak_memory_mb(device)
     save_json(out / "grpo_eval.json", after)
     print_table({"sft": before, "grpo": after},
                 title=f"\nSFT vs GRPO on {len(prompts)} held-out prompts")

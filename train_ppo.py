@@ -37,7 +37,6 @@ Departures, and why:
 - InstructGPT's PPO-ptx term (pretraining gradients mixed in) is left out.
 """
 
-import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,22 +45,22 @@ import torch
 import torch.nn as nn
 
 import evaluation
-from cli import AlignConfig, flag, run_cli
+from cli import LoRAConfig, flag, run_cli
 from data.batching import prompt_ids
 from data.world import eval_prompts, reward, rl_rows
 from distributed import for_training, is_main, shard
 from evaluation import (MAX_NEW_TOKENS, answer_token_logps, evaluate, kl_to_reference,
                         win_rate)
 from losses import gae, ppo_loss, ppo_rewards, token_logprobs, whiten
-from model import ScoreModel, autocast, load_checkpoint, save_checkpoint
+from model import ScoreModel, autocast, load_checkpoint, merged, save_checkpoint
 from train_rm import last_token_scores, scores_of_all
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         save_json, set_lr, start_run)
+from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
+                         peak_memory_mb, print_table, save_json, set_lr, start_run)
 from training_run import TrainingRun
 
 
 @dataclass
-class PPOConfig(AlignConfig):
+class PPOConfig(LoRAConfig):
     reward_model: str = flag("", "the reward model train_rm.py wrote (default: "
                                  "OUT_DIR/rm.pt)", "model")
     kl_coef: float = flag(0.05, "per-token KL penalty toward the SFT reference", "method",
@@ -191,13 +190,6 @@ def load_models(cfg, device):
     return policy, ref_model, rm, critic
 
 
-def peak_memory_mb(device) -> float:
-    """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10     # KiB on Linux
-
-
 def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
     """Train, save, evaluate; returns the trained policy's metrics. loss_fn and gae_fn (the
     notebook passes its own) replace losses.ppo_loss and losses.gae."""
@@ -209,7 +201,7 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
     if not is_main():
         return {}
     out = Path(cfg.out_dir)
-    save_checkpoint(out / "ppo.pt", policy, asdict(cfg), cfg.max_steps, stage="ppo")
+    save_checkpoint(out / "ppo.pt", merged(policy), asdict(cfg), cfg.max_steps, stage="ppo")
 
     prompts = eval_prompts(cfg.eval_prompts)
     before, sft_samples, sft_tokens = evaluate(ref_model, prompts, seed=cfg.seed)

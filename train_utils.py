@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import random
+import resource
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from distributed import setup_device
-from model import load_checkpoint, read_checkpoint
+from model import AdaptersOff, add_lora, load_checkpoint, read_checkpoint
 
 # Settings that change where or how a run goes, not what it computes: a checkpoint
 # written with other values of these is the same run's.
@@ -74,7 +75,8 @@ def set_seed(seed: int) -> None:
 
 
 def load_policy_and_reference(cfg, device):
-    """(policy, frozen reference, checkpoint path): two copies of the SFT checkpoint."""
+    """(policy, frozen reference, checkpoint path): two copies of the SFT checkpoint, or with
+    --lora_rank one model, adapters added (lora), its reference the adapters-off view."""
     init = Path(cfg.init_from or Path(cfg.out_dir) / "sft.pt")
     policy, ckpt = load_checkpoint(init, device)
     if ckpt.get("stage") == "pretrain":
@@ -83,8 +85,25 @@ def load_policy_and_reference(cfg, device):
     if ckpt.get("stage") != "sft":
         print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT; alignment "
               "expects an SFT model as its start and its reference")
+    if getattr(cfg, "lora_rank", 0):
+        return lora(policy, cfg), AdaptersOff(policy).eval(), init
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    print(f"full fine-tuning: {policy.num_params():,} trainable parameters (100%), and a "
+          "frozen copy as the reference")
     return policy, reference, init
+
+
+def lora(model, cfg):
+    """The model with LoRA adapters of cfg.lora_rank on cfg.lora_targets, the rest frozen."""
+    add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets.split(","))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if not trainable:
+        raise ValueError(f"--lora_targets {cfg.lora_targets}: no Linear layer has such a name")
+    total = sum(p.numel() for p in model.parameters())
+    print(f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha}: {trainable:,} trainable "
+          f"parameters of {total:,} ({trainable / total:.1%}); the reference is the same "
+          "model with its adapters off")
+    return model
 
 
 def make_optimizer(model, learning_rate: float, weight_decay: float, device):
@@ -137,6 +156,13 @@ def print_table(columns: dict[str, dict], title: str = "") -> str:
     print(text)
     sys.stdout.flush()
     return text
+
+
+def peak_memory_mb(device) -> float:
+    """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10     # KiB on Linux
 
 
 def save_json(path, obj) -> None:
