@@ -12,7 +12,12 @@ Rows:
                      tokens/s, and model FLOP/s as a fraction of the matmul peak (MFU).
                      FLOPs per token = 6 N + 12 n_layer n_embd block_size (N: the
                      parameters that multiply, i.e. without the position table)
-    dpo step         one DPO step on --batch_size pairs, reference log-probs precomputed
+    dpo step         one DPO step on --batch_size pairs, three ways: the reference's
+                     log-probs precomputed (as train_dpo.py does), a live reference (a
+                     frozen copy of the model, run every step: two models in memory), and
+                     LoRA of --lora_rank (the reference is the same model with its adapters
+                     off, run every step: one model, gradients and AdamW state for the
+                     adapters only)
     sampling         GRPO's rollout: prompts x G answers with the KV cache, and with the
                      naive sampler (a full forward per token, one row at a time). Both
                      draw the same tokens (tests/test_model.py holds them to it)
@@ -21,6 +26,7 @@ each benchmark on CUDA. Uses OUT_DIR/sft.pt for sampling if it exists (the lengt
 the answers depend on the weights, the speed per token does not).
 """
 
+import copy
 import resource
 import statistics
 import time
@@ -36,7 +42,8 @@ from data.world import eval_prompts, pretrain_lines
 from distributed import for_training
 from evaluation import MAX_NEW_TOKENS
 from losses import dpo_loss, sft_loss
-from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, sample, sample_naive
+from model import (GPT, AdaptersOff, GPTConfig, add_lora, autocast, get_device, load_checkpoint,
+                   sample, sample_naive)
 from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
 from train_utils import make_optimizer, optimizer_step, print_table, smoke_config
 
@@ -59,6 +66,8 @@ class BenchConfig:
     skip_naive: bool = flag(False, "leave out the naive sampler (slow on big models)",
                             "sampling")
     compile: bool = flag(False, "torch.compile the model for the training rows", "run")
+    lora_rank: int = flag(8, "LoRA rank of the dpo step, LoRA row (alpha = 2 x rank)", "model",
+                          at_least=1)
 
     def __post_init__(self):
         check_bounds(self)
@@ -131,22 +140,34 @@ def bench_training(cfg, model_cfg, device) -> dict:
             "params (M)": model.num_params() / 1e6}
 
 
-def bench_dpo(cfg, model_cfg, device) -> dict:
+def bench_dpo(cfg, model_cfg, device, reference: str) -> dict:
+    """DPO steps with the reference "precomputed", "live" (a frozen copy) or "lora"."""
     policy = GPT(model_cfg).to(device)
+    ref_model = None
+    if reference == "live":
+        ref_model = copy.deepcopy(policy).requires_grad_(False)
+    elif reference == "lora":
+        ref_model = AdaptersOff(add_lora(policy, cfg.lora_rank, 2 * cfg.lora_rank))
     net = for_training(policy, cfg.compile)
-    opt = make_optimizer(policy, 1e-4, 0.0, device)
+    opt = make_optimizer(policy, 1e-4, 0.0, device)         # the parameters that train
     pairs = offpolicy_pairs(eval_prompts(256), DPOConfig(), seed=0)
     batch = encode_pairs(pairs, model_cfg.block_size, "bench pairs")[:cfg.batch_size]
     with torch.no_grad():
-        ref = pair_logps(policy, batch, device)
+        precomputed = pair_logps(policy, batch, device)
 
     def steps():
         for _ in range(cfg.steps):
+            ref = precomputed
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref = pair_logps(ref_model, batch, device)
             logps = pair_logps(net, batch, device)
             dpo_loss(logps.chosen, logps.rejected, ref.chosen, ref.rejected)[0].mean().backward()
             optimizer_step(policy, opt, 1.0)
 
-    return {"steps/s": cfg.steps / median_seconds(steps, device, cfg.repeats)}
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    return {"steps/s": cfg.steps / median_seconds(steps, device, cfg.repeats),
+            "trainable (M)": trainable / 1e6}
 
 
 def bench_sampling(cfg, device) -> dict:
@@ -179,7 +200,10 @@ def main(cfg: BenchConfig) -> dict:
     peak_before = matmul_peak(device, cfg.repeats)
     rows = {"matmul peak": {"peak MB": peak_memory_mb(device)}}
     for name, fn in [("train step", lambda: bench_training(cfg, model_cfg, device)),
-                     ("dpo step", lambda: bench_dpo(cfg, model_cfg, device))]:
+                     ("dpo step", lambda: bench_dpo(cfg, model_cfg, device, "precomputed")),
+                     ("dpo step, live ref", lambda: bench_dpo(cfg, model_cfg, device, "live")),
+                     (f"dpo step, LoRA r={cfg.lora_rank}",
+                      lambda: bench_dpo(cfg, model_cfg, device, "lora"))]:
         rows[name] = {**fn(), "peak MB": peak_memory_mb(device)}
     for name, row in bench_sampling(cfg, device).items():
         rows[name] = {**row, "peak MB": peak_memory_mb(device)}

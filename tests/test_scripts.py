@@ -109,6 +109,8 @@ def test_bench_prints_every_row(tmp_path):
     assert kv["tokens"] == naive["tokens"] > 0                    # the same tokens drawn
     assert rows["matmul peak"]["GFLOP/s"] > 0 and 0 < rows["train step"]["MFU"]
     assert rows["dpo step"]["steps/s"] > 0 and kv["speedup"] > 0
+    lora = rows["dpo step, LoRA r=8"]
+    assert lora["steps/s"] > 0 and 0 < lora["trainable (M)"] < rows["dpo step"]["trainable (M)"]
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "train_rm.py",
