@@ -27,7 +27,6 @@ the answers depend on the weights, the speed per token does not).
 """
 
 import copy
-import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from losses import dpo_loss, sft_loss
 from model import (GPT, AdaptersOff, GPTConfig, add_lora, autocast, get_device, load_checkpoint,
                    sample, sample_naive)
 from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
+import train_utils
 from train_utils import make_optimizer, optimizer_step, print_table, smoke_config
 
 
@@ -100,11 +100,11 @@ def median_seconds(fn, device, repeats: int) -> float:
 
 
 def peak_memory_mb(device) -> float:
+    """train_utils.peak_memory_mb, with the GPU's peak reset after each row (each row its own)."""
+    mb = train_utils.peak_memory_mb(device)
     if device.type == "cuda":
-        mb = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
-        return mb
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux: kB
+    return mb
 
 
 def matmul_peak(device, repeats: int) -> float:
