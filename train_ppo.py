@@ -37,6 +37,7 @@ Departures, and why:
 - InstructGPT's PPO-ptx term (pretraining gradients mixed in) is left out.
 """
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -181,8 +182,8 @@ def load_models(cfg, device):
         raise ValueError(f"{rm_path}: no reward model; train_rm.py writes it (or pass "
                          "--reward_model)")
     rm, _ = load_checkpoint(rm_path, device, cls=ScoreModel)
+    critic = copy.deepcopy(rm)                      # trained from the reward model's weights
     rm.eval().requires_grad_(False)
-    critic, _ = load_checkpoint(rm_path, device, cls=ScoreModel)
     models = {"policy": policy, "reference": ref_model, "reward model": rm, "critic": critic}
     print(f"PPO from {init} with the reward model {rm_path}. Four models in memory (policy "
           "and critic trained): " + ", ".join(f"{name} {m.num_params() / 1e6:.3f}M"

@@ -2,9 +2,6 @@
 import json
 import math
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +10,8 @@ import train_ppo
 import train_rm
 from cli import parse_config
 from model import GPT, GPTConfig, ScoreModel, load_checkpoint
+from test_reliability import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = GPTConfig(vocab_size=600, block_size=32, n_layer=1, n_head=2, n_embd=16)
 
 PPO_METRICS = ["objective/kl", "objective/scores", "objective/rlhf_reward",
@@ -132,20 +129,14 @@ def test_ppo_uses_the_gae_and_loss_it_is_given(rm_dir, tmp_path):
     assert calls == {"gae": 2, "loss": 2 * cfg.num_ppo_epochs * cfg.num_mini_batches}
 
 
-def cli(*args):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    return proc.returncode, proc.stderr.strip().splitlines()
-
-
 def test_ppo_without_a_reward_model_ends_in_one_clear_line(sft_dir, tmp_path):
     shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
     status, err = cli("train_ppo.py", "--smoke", "--out_dir", tmp_path)
-    assert status == 1 and len(err) == 1
-    assert "rm.pt: no reward model; train_rm.py writes it" in err[0]
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "rm.pt: no reward model; train_rm.py writes it" in err
 
 
 def test_sampling_from_a_reward_model_ends_in_one_clear_line(rm_dir):
     status, err = cli("sample.py", rm_dir / "rm.pt", "What is 1 + 2?")
-    assert status == 1 and len(err) == 1
-    assert "holds a reward model (a scalar head), where a language model is needed" in err[0]
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "holds a reward model (a scalar head), where a language model is needed" in err
