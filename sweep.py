@@ -105,21 +105,25 @@ def folder_name(argv: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "-", "_".join(words))
 
 
-def plan(steps: list[list[str]], seeds: list[int], grid: list[dict], out: Path):
-    """(runs, steps to execute): a run is (seed, grid point, its last step). Steps are
-    ordered stage by stage (every seed's first step, then every seed's second...), so
-    parallel workers start different seeds instead of waiting on one seed's chain."""
-    runs, todo = [], []
+def plan(chains: list[list[list[str]]], seeds: list[int], out: Path):
+    """(runs, steps to execute) for every chain of steps at every seed: a run is (seed, the
+    chain's index, its last step). A chain's steps before the last run in OUT/seed<S>, and
+    chains that begin alike share those steps (one Step, run once). Steps are ordered stage
+    by stage (every seed's first step, then every seed's second...), so parallel workers
+    start different seeds instead of waiting on one seed's chain."""
+    made, runs, todo = {}, [], []
     for seed in seeds:
-        shared, prev = out / f"seed{seed}", None
-        for depth, argv in enumerate(steps[:-1]):
-            prev = Step(argv, seed, shared, prev)
-            todo.append((depth, prev))
-        for point in grid:
-            argv = steps[-1] + [a for k, v in point.items() for a in (f"--{k}", v)]
-            last = Step(argv, seed, shared / folder_name(argv), prev)
-            todo.append((len(steps) - 1, last))
-            runs.append((seed, point, last))
+        shared = out / f"seed{seed}"
+        for c, chain in enumerate(chains):
+            prev = None
+            for depth, argv in enumerate(chain):
+                last = depth == len(chain) - 1
+                step = Step(argv, seed, shared / folder_name(argv) if last else shared, prev)
+                if (step.folder, step.key) not in made:
+                    made[step.folder, step.key] = step
+                    todo.append((depth, step))
+                prev = made[step.folder, step.key]
+            runs.append((seed, c, prev))
     return runs, [step for _, step in sorted(todo, key=lambda t: t[0])]
 
 
@@ -187,6 +191,31 @@ def execute(step: Step, threads: int, log) -> None:
         log(f"FAIL  seed {step.seed} {' '.join(step.argv)}: {e}")
     finally:
         step.done.set()
+
+
+def run_steps(todo: list[Step], jobs: int) -> None:
+    """Execute the steps, `jobs` at a time, each with cores / jobs threads; a step whose
+    stamp says it already ran is reused. Ctrl-C stops every step under way (they save)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    lock, finished = threading.Lock(), [0]
+
+    def log(message):
+        with lock:
+            finished[0] += 1
+            print(f"[{finished[0]}/{len(todo)}] {message}", flush=True)
+
+    print(f"{len(todo)} steps, {jobs} at a time, {threads} threads each", flush=True)
+    # A step waits for the one before it, so submitting in plan order never deadlocks:
+    # every step ahead of a waiting one was handed to a worker first.
+    pool = ThreadPoolExecutor(jobs)
+    for step in todo:
+        pool.submit(execute, step, threads, log)
+    try:
+        pool.shutdown(wait=True)
+    except KeyboardInterrupt:  # the scripts under way got it too: they save and exit
+        pool.shutdown(wait=True, cancel_futures=True)
+        sys.exit("interrupted: the steps that finished are stamped; the same command "
+                 "reuses them")
 
 
 def run_metrics(last: Step) -> dict[str, float]:
@@ -261,36 +290,19 @@ def main(argv=None) -> dict:
         sys.exit(f"error: {e}")
 
     out = Path(args.out).resolve()       # the scripts run with the repository as cwd
-    runs, todo = plan(steps, seeds, grid, out)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    lock, finished = threading.Lock(), [0]
-
-    def log(message):
-        with lock:
-            finished[0] += 1
-            print(f"[{finished[0]}/{len(todo)}] {message}", flush=True)
-
-    print(f"{len(runs)} runs ({len(seeds)} seeds x {len(grid)} grid points), {len(todo)} "
-          f"steps, {args.jobs} at a time, {threads} threads each, in {out}", flush=True)
+    flags = [[a for k, v in point.items() for a in (f"--{k}", v)] for point in grid]
+    runs, todo = plan([steps[:-1] + [steps[-1] + f] for f in flags], seeds, out)
+    print(f"{len(runs)} runs ({len(seeds)} seeds x {len(grid)} grid points) in {out}",
+          flush=True)
     t0 = time.time()
-    # A step waits for the one before it, so submitting in plan order never deadlocks:
-    # every step ahead of a waiting one was handed to a worker first.
-    pool = ThreadPoolExecutor(args.jobs)
-    for step in todo:
-        pool.submit(execute, step, threads, log)
-    try:
-        pool.shutdown(wait=True)
-    except KeyboardInterrupt:  # the scripts under way got it too: they save and exit
-        pool.shutdown(wait=True, cancel_futures=True)
-        sys.exit("interrupted: the steps that finished are stamped; the same command "
-                 "reuses them")
+    run_steps(todo, args.jobs)
     command = "python sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if argv is None else "sweep.main(" + repr(argv) + ")"
     text = [f"`{command}`: {time.time() - t0:.0f} s wall, {args.jobs} at a time", ""]
     results = {}
-    for point in grid:
-        per_run = {f"seed {seed}": run_metrics(last) for seed, p, last in runs
-                   if p == point and last.ok}
+    for i, point in enumerate(grid):
+        per_run = {f"seed {seed}": run_metrics(last) for seed, c, last in runs
+                   if c == i and last.ok}
         names = dict.fromkeys(k for m in per_run.values() for k in m)
         summary = {k: summarize([m[k] for m in per_run.values() if k in m]) for k in names}
         results[point_name(point) or "all"] = {"runs": per_run, "summary": summary}
