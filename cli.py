@@ -51,6 +51,9 @@ class AlignConfig(RunConfig):
     init_from: str = flag("", "the SFT checkpoint to start from and to use as the "
                               "reference (default: OUT_DIR/sft.pt)", "model")
     weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
+    allow_pretrained: bool = flag(False, "let --init_from name a pretraining checkpoint (to "
+                                  "see what skipping SFT does; alignment expects an SFT model)",
+                                  "model")
 
 
 @dataclasses.dataclass

@@ -108,6 +108,9 @@ class DPOConfig(LoRAConfig):
     samples_per_prompt: int = flag(4, "on-policy samples per prompt", "data", at_least=2)
     label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels",
                                     "data", at_least=0)
+    length_bonus: float = flag(0.0, "a labeller biased toward length: it adds this per word "
+                               "to the true reward (0.03: a chatty right answer beats a "
+                               "concise one)", "data", at_least=0)
     # 0.9: a concise (1.0) or friendly (0.97) right answer; a chatty right one scores 0.77,
     # rude, careless and refusing ones 0.5 or less
     desirable_reward: float = flag(0.9, "KTO: an answer is desirable when its true reward is "
@@ -144,11 +147,17 @@ SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16,
 
 # ------------------------------------------------------------------ pairs
 
-def label(rng, prompt, a, b, temperature):
+def judge(prompt, answer, length_bonus=0.0) -> float:
+    """The labeller's score: the true reward, plus length_bonus per word (a labeller biased
+    toward long answers, as the DPO checklist warns of; 0 by default)."""
+    return reward(prompt, answer) + length_bonus * len(answer.split())
+
+
+def label(rng, prompt, a, b, cfg):
     """(chosen, rejected) from two responses, or None for a tie under deterministic labels."""
-    ra, rb = reward(prompt, a), reward(prompt, b)
-    if temperature > 0:
-        a_wins = rng.random() < 1 / (1 + math.exp(-(ra - rb) / temperature))  # Bradley-Terry
+    ra, rb = (judge(prompt, r, cfg.length_bonus) for r in (a, b))
+    if cfg.label_temperature > 0:
+        a_wins = rng.random() < 1 / (1 + math.exp(-(ra - rb) / cfg.label_temperature))  # B-T
         return (a, b) if a_wins else (b, a)
     if ra == rb:
         return None
@@ -161,9 +170,10 @@ def onpolicy_pairs(model, prompts, cfg, seed):
     answers, _ = generate(model, prompts, num_samples=K, seed=seed)
     pairs = []
     for i, p in enumerate(prompts):
-        group = sorted(answers[i * K:(i + 1) * K], key=lambda r: reward(p, r))
+        group = sorted(answers[i * K:(i + 1) * K],
+                       key=lambda r: judge(p, r, cfg.length_bonus))
         a, b = (group[-1], group[0]) if cfg.label_temperature == 0 else rng.sample(group, 2)
-        if a != b and (lab := label(rng, p, a, b, cfg.label_temperature)):
+        if a != b and (lab := label(rng, p, a, b, cfg)):
             pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
     return pairs
 
@@ -174,7 +184,7 @@ def offpolicy_pairs(prompts, cfg, seed):
     for p in prompts:
         task = parse_prompt(p)
         a, b = (respond(task, persona, rng) for persona in rng.sample(list(PERSONA_MIX), 2))
-        if lab := label(rng, p, a, b, cfg.label_temperature):
+        if lab := label(rng, p, a, b, cfg):
             pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
     return pairs
 
@@ -188,7 +198,7 @@ def build_data(ref_model, init, cfg) -> list[dict]:
     kind = f"kto_rows_d{cfg.desirable_reward}" if cfg.loss == "kto" else "pairs"
     cache = Path(cfg.out_dir) / (f"{kind}_{cfg.pair_source}_n{cfg.num_prompts}_k"
                                  f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
-                                 f"s{cfg.seed}.jsonl")
+                                 f"b{cfg.length_bonus}_s{cfg.seed}.jsonl")
     fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
     if is_main() and not fresh:  # one process builds them, the others wait and read
         prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
@@ -331,7 +341,7 @@ def implicit_reward_accuracy(cfg, policy, ref_model, device, loss_fn=None):
     """Share of held-out pairs (on-policy from the reference, best against worst) where
     the policy's implicit reward ranks chosen above rejected."""
     heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
-        cfg, label_temperature=0.0), cfg.seed + 1)
+        cfg, label_temperature=0.0, length_bonus=0.0), cfg.seed + 1)
     encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
     if not encoded:
         return float("nan")

@@ -40,8 +40,8 @@ from evaluation import generate
 from losses import reward_model_loss
 from model import ScoreModel, autocast, save_checkpoint
 from train_dpo import offpolicy_pairs, onpolicy_pairs
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step, print_table,
-                         save_json, set_lr, start_run)
+from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
+                         peak_memory_mb, print_table, save_json, set_lr, start_run)
 from training_run import TrainingRun
 
 
@@ -60,6 +60,8 @@ class RMConfig(AlignConfig):
     # (0.23 apart) 91%, concise beats friendly (0.03 apart) 57%
     label_temperature: float = flag(0.1, "the rater's Bradley-Terry temperature: higher is "
                                     "noisier", "data", above=0)
+    length_bonus: float = flag(0.0, "a rater biased toward length: it adds this per word to "
+                               "the true reward", "data", at_least=0)
     learning_rate: float = flag(1e-4, "peak learning rate (AdamW)", above=0)
     batch_size: int = flag(32, "pairs per step", at_least=1)
     max_steps: int = flag(250, "optimizer steps", at_least=1)
@@ -193,7 +195,7 @@ def main(cfg: RMConfig) -> dict:
     save_checkpoint(out / "rm.pt", rm, asdict(cfg), cfg.max_steps, stage="rm",
                     normalised_from={"mean": mean, "std": std})
     metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": label_agreement(pairs),
-               "train_seconds": train_seconds}
+               "train_seconds": train_seconds, "peak_memory_mb": peak_memory_mb(device)}
     save_json(out / "rm_eval.json", metrics)
     print_table({"reward model": metrics},
                 title=f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers")

@@ -79,9 +79,10 @@ def load_policy_and_reference(cfg, device):
     --lora_rank one model, adapters added (lora), its reference the adapters-off view."""
     init = Path(cfg.init_from or Path(cfg.out_dir) / "sft.pt")
     policy, ckpt = load_checkpoint(init, device)
-    if ckpt.get("stage") == "pretrain":
+    if ckpt.get("stage") == "pretrain" and not cfg.allow_pretrained:
         raise ValueError(f"{init} is a pretraining checkpoint; alignment starts from an SFT "
-                         f"one (train_sft.py writes {Path(cfg.out_dir) / 'sft.pt'})")
+                         f"one (train_sft.py writes {Path(cfg.out_dir) / 'sft.pt'}; "
+                         "--allow_pretrained starts from it anyway)")
     if ckpt.get("stage") != "sft":
         print(f"warning: {init} is a '{ckpt.get('stage')}' checkpoint, not SFT; alignment "
               "expects an SFT model as its start and its reference")

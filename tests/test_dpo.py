@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import torch
 
 from data.world import eval_prompts, reward
@@ -28,9 +30,21 @@ def test_bradley_terry_labels_follow_the_reward_gap():
     import random
     rng = random.Random(0)
     p, good, bad = "What is 2 + 3?", "The answer is 5.", "Not sure, maybe 6."
-    wins = sum(label(rng, p, good, bad, temperature=0.5)[0] == good for _ in range(2000))
+    bt, best = (SimpleNamespace(label_temperature=t, length_bonus=0.0) for t in (0.5, 0.0))
+    wins = sum(label(rng, p, good, bad, bt)[0] == good for _ in range(2000))
     assert abs(wins / 2000 - 1 / (1 + torch.exp(torch.tensor(-1 / 0.5)).item())) < 0.03
-    assert label(rng, p, good, good, temperature=0.0) is None          # ties dropped
+    assert label(rng, p, good, good, best) is None                      # ties dropped
+
+
+def test_a_length_biased_labeller_prefers_the_chatty_right_answer():
+    import random
+    p, concise = "What is 2 + 3?", "It is 5."
+    chatty = ("Great question! Let me think about this one carefully, step by step, because "
+              "it is worth getting right. After thinking it over, the answer is 5.")
+    assert reward(p, concise) > reward(p, chatty)                      # the true reward: concise
+    true, long = (SimpleNamespace(label_temperature=0.0, length_bonus=b) for b in (0.0, 0.03))
+    assert label(random.Random(0), p, concise, chatty, true) == (concise, chatty)
+    assert label(random.Random(0), p, concise, chatty, long) == (chatty, concise)
 
 
 def test_concatenated_forward_equals_separate_forwards():
