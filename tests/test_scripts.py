@@ -114,7 +114,8 @@ def test_bench_prints_every_row(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "train_rm.py",
-                                    "train_ppo.py", "bench.py", "sweep.py", "sample.py"])
+                                    "train_ppo.py", "bench.py", "sweep.py", "sample.py",
+                                    "compare.py"])
 def test_help_shows_the_docstrings_examples(script):
     out = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60).stdout

@@ -1,0 +1,57 @@
+"""compare.py: the best-of-N KL against an exact computation, the plan (each seed's SFT model
+and reward model trained once for every method), the claim verdicts, and the whole --smoke run
+(every method, the plot, the four tables)."""
+import json
+import math
+
+import pytest
+
+import compare
+import sweep
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 16])
+def test_best_of_n_kl_matches_the_exact_kl_of_many_distinct_outcomes(n):
+    # M equally likely answers with distinct rewards: best-of-n picks the k-th worst with
+    # probability (k/M)^n - ((k-1)/M)^n, so KL(best-of-n || base) = sum q log(q M)
+    M = 200_000
+    q = [(k / M) ** n - ((k - 1) / M) ** n for k in range(1, M + 1)]
+    exact = sum(x * math.log(x * M) for x in q if x > 0)
+    assert compare.best_of_n_kl(n) == pytest.approx(exact, abs=1e-3)
+
+
+def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_path):
+    chains = compare.chains(smoke=False)
+    assert all(c[0] == ["train_sft.py"] for c in chains.values())
+    runs, todo = sweep.plan(list(chains.values()), [0, 1], tmp_path)
+    assert len(runs) == 2 * len(chains)
+    scripts = [step.argv[0] for step in todo]
+    assert scripts.count("train_sft.py") == 2 + 2          # one per seed, + the SFT control
+    assert scripts.count("train_rm.py") == 2               # one per seed, for 3 PPO runs each
+    folders = [step.folder for step in todo]
+    assert len(set(folders)) == len(folders) - 2            # SFT and RM share the seed folder
+
+
+def test_verdicts():
+    assert compare.every([0.9, 0.8], [0.7, 0.6]) and not compare.every([0.9, 0.5], [0.7, 0.6])
+    assert compare.every([0.1, 0.2], [0.7, 0.6], above=False)
+    assert not compare.every([], [])                        # no seeds: nothing holds
+    assert compare.verdict(True) == "holds" and compare.verdict(False) == "does not hold"
+    assert compare.verdict(False, False) == "mixed"
+
+
+def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
+    result = compare.main(["--smoke", "--out", str(tmp_path)])
+    assert not result["failed"]
+    assert set(result["runs"]) == {m.name for m in compare.METHODS} | set(compare.EXTRAS)
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert set(saved["best_of_n"]["0"]) == {str(n) for n in compare.BEST_OF}
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+    text = (tmp_path / "compare.md").read_text()
+    for heading in ("## The frontier", "## Resources", "## The first article's",
+                    "## The articles' claims"):
+        assert heading in text
+    rows = {row[0]: row for row in compare.claims(result)}
+    assert rows["DPO's loss is ln 2 at the start (policy = reference)"][3] == "holds"
+    # the smoke run trains each method at one knob value: a claim about three is not judged
+    assert rows["PPO is less stable than DPO"][3] == "not run"
