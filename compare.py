@@ -168,7 +168,7 @@ def stage_of(argv: list[str]) -> str:
 def read_log(path: Path, window: int = 10) -> dict:
     """A metrics file in brief: the first logged step (step 0), the means of each metric over
     `window` logged steps around the middle and at the end (one batch's numbers are noisy),
-    and the median seconds per step (step 0 left out: it includes warm-up)."""
+    the median seconds per step (step 0 left out: it includes warm-up), the steps."""
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     mid = len(lines) // 2
 
@@ -177,7 +177,8 @@ def read_log(path: Path, window: int = 10) -> dict:
                 if all(isinstance(r.get(k), (int, float)) for r in rows)}
     return {"first": lines[0], "middle": average(lines[max(0, mid - window // 2):][:window]),
             "last": average(lines[-window:]),
-            "median_dt": statistics.median(r["dt"] for r in lines[1:] or lines)}
+            "median_dt": statistics.median(r["dt"] for r in lines[1:] or lines),
+            "steps": lines[-1]["step"] + 1}
 
 
 # ------------------------------------------------------------------ measured here
@@ -380,7 +381,7 @@ def resources(result: dict) -> dict[str, dict]:
             "peak_mb": [max(at(r, f"{m.stage}/peak_memory_mb"),
                             at(r, "rm/peak_memory_mb") if rm else 0) for r in runs.values()],
             "dt": [r.get("log", {}).get("median_dt", math.nan) for r in runs.values()],
-            "steps": [at(r, "log:last:step") + 1 for r in runs.values()],
+            "steps": [r.get("log", {}).get("steps", math.nan) for r in runs.values()],
             "train_seconds": [at(r, f"{m.stage}/train_seconds") +
                               (at(r, "rm/train_seconds") if rm else 0) for r in runs.values()]}
     return out
