@@ -55,41 +55,44 @@ class Method:
     steps: tuple[str, ...]    # the steps after train_sft.py; the knob is given to the last
     knob: str                 # the flag that holds the policy near the reference
     values: tuple[str, ...]   # its values, loose leash first; the middle one is the resources row
-    stage: str                # the last step's <stage>_eval.json and <stage>_metrics.jsonl
     data: str                 # what it learns from
     models: int               # models held in memory while it trains
     trainable: str            # "model", "lora" or "model + critic"
     knobs: str                # the hyperparameters a user has to set
+
+    @property
+    def stage(self) -> str:
+        """The last step's stage: its <stage>_eval.json and <stage>_metrics.jsonl."""
+        return stage_of(shlex.split(self.steps[-1]))
 
 
 DPO_KNOBS = "beta, learning rate"
 METHODS = [
     Method("DPO, the paper's loss (Bradley-Terry labels)",
            ("train_dpo.py --rpo_alpha 0 --label_temperature 0.1",), "beta", ("0.1", "0.3", "1.0"),
-           "dpo", "preference pairs", 2, "model", DPO_KNOBS),
+           "preference pairs", 2, "model", DPO_KNOBS),
     Method("DPO + NLL (RPO, the default)", ("train_dpo.py",), "beta", ("0.03", "0.1", "0.3"),
-           "dpo", "preference pairs", 2, "model", DPO_KNOBS + ", rpo_alpha"),
-    Method("IPO", ("train_dpo.py --loss ipo",), "beta", ("0.25", "0.5", "1.0"), "ipo",
+           "preference pairs", 2, "model", DPO_KNOBS + ", rpo_alpha"),
+    Method("IPO", ("train_dpo.py --loss ipo",), "beta", ("0.25", "0.5", "1.0"),
            "preference pairs", 2, "model", "tau, learning rate, rpo_alpha"),
-    Method("SimPO", ("train_dpo.py --loss simpo",), "beta", ("1.0", "2.0", "4.0"), "simpo",
+    Method("SimPO", ("train_dpo.py --loss simpo",), "beta", ("1.0", "2.0", "4.0"),
            "preference pairs", 1, "model", "beta, gamma, learning rate, rpo_alpha"),
-    Method("KTO", ("train_dpo.py --loss kto",), "beta", ("0.03", "0.1", "0.3"), "kto",
+    Method("KTO", ("train_dpo.py --loss kto",), "beta", ("0.03", "0.1", "0.3"),
            "answers labelled good / bad", 2, "model",
            "beta, desirable / undesirable weights, learning rate"),
     Method("ORPO (no SFT stage)", ("train_dpo.py --loss orpo",), "beta", ("0.03", "0.1", "0.3"),
-           "orpo", "preference pairs (no SFT data)", 1, "model", "lambda, learning rate"),
+           "preference pairs (no SFT data)", 1, "model", "lambda, learning rate"),
     Method("LoRA-DPO (r = 8)", ("train_dpo.py --lora_rank 8 --learning_rate 2e-3",), "beta",
-           ("0.03", "0.1", "0.3"), "dpo", "preference pairs", 1, "lora",
+           ("0.03", "0.1", "0.3"), "preference pairs", 1, "lora",
            DPO_KNOBS + ", rpo_alpha, rank, alpha"),
-    Method("GRPO", ("train_grpo.py",), "beta", ("0.01", "0.04", "0.16"), "grpo",
+    Method("GRPO", ("train_grpo.py",), "beta", ("0.01", "0.04", "0.16"),
            "prompts + a rule (correct or not)", 2, "model",
            "beta, G, epsilon, learning rate"),
     Method("PPO + reward model (RLHF)", ("train_rm.py", "train_ppo.py"), "kl_coef",
-           ("0.02", "0.05", "0.1"), "ppo", "preference pairs (the RM) + prompts", 4,
+           ("0.02", "0.05", "0.1"), "preference pairs (the RM) + prompts", 4,
            "model + critic", "kl_coef, vf_coef, cliprange, cliprange_value, gamma, lam, "
            "num_ppo_epochs, num_mini_batches, learning rate; the RM's learning rate, steps"),
 ]
-BY_NAME = {m.name: m for m in METHODS}
 PAPER, DPO, IPO, SIMPO, KTO, ORPO, LORA, GRPO, PPO = METHODS
 EXTRAS = {   # the last step of each (after train_sft.py); {out_dir} is the run's folder
     "sft_control": "train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",
@@ -116,7 +119,7 @@ def chains(smoke: bool) -> dict[tuple[str, str], list[list[str]]]:
     out = {}
     for m in METHODS:
         for v in m.values[:1] if smoke else m.values:
-            out[m.name, v] = [SFT, *m.steps[:-1], f"{m.steps[-1]} --{m.knob} {v}"]
+            out[m.name, v] = [SFT, *m.steps[:-1], command(m, v)]
     for name, last in EXTRAS.items():
         out[name, ""] = [SFT, last]
     return {k: [smoke_argv(shlex.split(s)) if smoke else shlex.split(s) for s in c]
@@ -134,8 +137,7 @@ def smoke_argv(argv: list[str]) -> list[str]:
 
 def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
     """Train (or reuse) every run; {"runs": {name: {value: {seed: metrics}}}, "sft": {seed:
-    the SFT model's eval}}, with each run's folder and the first and last lines of its
-    metrics file."""
+    the SFT model's eval}}, with each run's folder and its metrics file in brief (read_log)."""
     runs_of = chains(smoke)
     keys = list(runs_of)
     runs, todo = sweep.plan(list(runs_of.values()), seeds, out)
@@ -153,6 +155,7 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
         if log.exists():
             metrics["log"] = read_log(log)
         result["runs"].setdefault(name, {}).setdefault(value, {})[str(seed)] = metrics
+    for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed
         result["sft"][str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
     return result
 
@@ -288,6 +291,7 @@ def middle(result: dict, m: Method) -> str:
 
 
 def command(m: Method, value: str) -> str:
+    """The last step of m's run at knob value `value`."""
     return f"{m.steps[-1]} --{m.knob} {value}"
 
 
