@@ -5,6 +5,8 @@ whose target belongs to the completion (see data/batching.py) and 0.0 elsewhere.
 """
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,44 @@ def sequence_logprobs(logits, targets, mask, average: bool = False):
     return total / mask.sum(-1).clamp_min(1) if average else total
 
 
+@dataclass(frozen=True)
+class AnswerLogps:
+    """log pi(y|x) of answers: `total` sums over each answer's tokens (DPO, KTO, the KL), `mean`
+    is the per-token mean (the length-normalised form SimPO, IPO and ORPO use). Each is (N,)
+    for N answers, or (B, 2) for B preference pairs: column 0 the chosen answer, 1 the rejected."""
+    total: torch.Tensor
+    mean: torch.Tensor
+
+    def __iter__(self):                          # (total, mean): unpacking, concatenation
+        return iter((self.total, self.mean))
+
+    def as_pairs(self) -> "AnswerLogps":
+        """(2B,) rows, the B chosen answers then the B rejected ones -> (B, 2): a pair is two halves."""
+        return AnswerLogps(*(t.view(2, -1).T for t in self))
+
+    # Cached: the chosen answers feed both the preference term and the NLL term through one
+    # view of the pairs (two views would sum their gradients in another order of rounding).
+    @cached_property
+    def chosen(self) -> "AnswerLogps":
+        return AnswerLogps(self.total[:, 0], self.mean[:, 0])
+
+    @cached_property
+    def rejected(self) -> "AnswerLogps":
+        return AnswerLogps(self.total[:, 1], self.mean[:, 1])
+
+    def select(self, idx) -> "AnswerLogps":
+        """The rows (answers or pairs) at idx."""
+        return AnswerLogps(self.total[idx], self.mean[idx])
+
+
+def answer_logps(logits, targets, mask) -> AnswerLogps:
+    """log pi(answer | prompt) of each row, summed and per-token mean: (B, T, V), (B, T), (B, T)
+    -> AnswerLogps of (B,) each. mask is 1.0 on the answer's tokens (never all 0: an answer
+    holds at least its end token)."""
+    total = sequence_logprobs(logits, targets, mask)                      # (B,)
+    return AnswerLogps(total, total / mask.sum(-1))
+
+
 def sft_loss(logits, targets, mask=None):
     """Next-token cross-entropy, averaged over masked tokens (all tokens if mask is None).
 
@@ -47,6 +87,13 @@ def sft_loss(logits, targets, mask=None):
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
              ref_rejected_logps, beta: float = 0.1, label_smoothing: float = 0.0):
     """DPO (Rafailov et al. 2023, Eq. 7): -log sigmoid(beta * h), per example.
+
+    The derivation in five steps:
+    1. RLHF objective: max_pi E[r(x, y)] - beta KL(pi(.|x) || pi_ref(.|x)).
+    2. Its optimum in closed form: pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x).
+    3. Solve for the reward: r(x, y) = beta log(pi*(y|x) / pi_ref(y|x)) + beta log Z(x).
+    4. Bradley-Terry: P(y_w > y_l) = sigmoid(r(x, y_w) - r(x, y_l)); Z(x) cancels.
+    5. Maximum likelihood over preference pairs with pi in place of pi*: this loss.
 
     label_smoothing eps > 0 is conservative DPO: the label is flipped with
     probability eps, so the loss is -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h).
@@ -233,6 +280,13 @@ def reward_model_loss(chosen_rewards, rejected_rewards, margin=None):
     if margin is not None:
         diff = diff - margin
     return -F.logsigmoid(diff)                                            # Eq. 1
+
+
+def reward_centering(chosen_rewards, rejected_rewards):
+    """(r(x, y_w) + r(x, y_l))^2 per pair, (B,): added with a small weight to the reward model's
+    loss, it keeps the scores near 0, which the Bradley-Terry loss alone leaves free
+    (Eisenstein et al. 2023, Sec. 3; TRL's center_rewards_coefficient)."""
+    return (chosen_rewards + rejected_rewards) ** 2
 
 
 def masked_mean(values, mask):

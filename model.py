@@ -2,7 +2,8 @@
 
 - `GPT.forward(idx)` returns logits for every position, (B, T, V): the same
   call trains the model and gives the per-token log-probs every loss needs
-  (losses.sequence_logprobs), so there is one code path for both.
+  (losses.answer_logps), so there is one code path for both. On CUDA the forward
+  runs under bf16 autocast (model.autocast); elsewhere in float32.
 - `sample` draws completions for a batch of prompts of different lengths with a
   KV cache: one prefill per prompt, then the cache is copied into G rows for a
   GRPO group. `sample_naive` recomputes the whole sequence at every step, one
@@ -129,8 +130,9 @@ class GPT(nn.Module):
         attn_mask (B, 1, T, T_keys), True where a query may attend to a key; the
         sampler also passes the cache.
         """
-        return F.linear(self.features(idx, positions, attn_mask, cache),
-                        self.wte.weight)                                  # tied: (B, T, V)
+        with autocast(idx.device):
+            return F.linear(self.features(idx, positions, attn_mask, cache),
+                            self.wte.weight)                              # tied: (B, T, V)
 
     def features(self, idx, positions=None, attn_mask=None, cache: KVCache | None = None):
         """The last layer's normalised hidden states (B, T, C), before the unembedding."""
@@ -151,7 +153,7 @@ class GPT(nn.Module):
 class ScoreModel(nn.Module):
     """The GPT with a scalar head in place of the unembedding: one number per position.
 
-    The reward model reads it at the last token of prompt + completion (train_rm.py);
+    The reward model is read at the last token of prompt + completion (sequence_scores);
     PPO's critic reads it at every position, as the value of the text so far (train_ppo.py).
     """
     HEAD = "score"
@@ -177,7 +179,19 @@ class ScoreModel(nn.Module):
 
     def forward(self, idx):
         """idx (B, T) -> scores (B, T), one per position (causal: each sees its prefix)."""
-        return self.head(self.body.features(idx)).squeeze(-1)
+        with autocast(idx.device):
+            return self.head(self.body.features(idx)).squeeze(-1)
+
+
+def sequence_scores(score_model, inputs, targets, mask):
+    """A ScoreModel's score of each whole row, read at its last token (the end token): (N,).
+    inputs, targets, mask (N, T) as data.batching.chat_batch lays out prompt + answer rows: the
+    whole row is inputs plus the last target, and mask's last 1 is the answer's last token.
+    score_model may be wrapped (DDP): it is called, not looked into."""
+    ids = torch.cat([inputs, targets[:, -1:]], dim=1)                     # (N, T+1): whole rows
+    positions = torch.arange(mask.size(1), device=mask.device)
+    last = (mask * positions).argmax(dim=1) + 1                           # (N,) last token's index
+    return score_model(ids).float().gather(1, last[:, None]).squeeze(1)
 
 
 # ------------------------------------------------------------------ LoRA
@@ -331,11 +345,8 @@ def sample(model: GPT, prompts: list[list[int]], *, max_new_tokens: int, end_id:
     # A query sees earlier real tokens, and itself (so padding rows are not all -inf).
     prefill_mask = causal & (valid[:, None, :] | torch.eye(P, dtype=torch.bool, device=device))
 
-    def last_logits(*args):  # bf16 autocast on CUDA
-        with autocast(device):
-            return model(*args)[:, -1]
     cache = KVCache(model.config, B, P + max_new_tokens)
-    logits = last_logits(idx, positions, prefill_mask[:, None], cache)               # (B, V)
+    logits = model(idx, positions, prefill_mask[:, None], cache)[:, -1]              # (B, V)
 
     cache.repeat_rows(G)                                                             # N = B*G rows
     logits, valid = logits.repeat_interleave(G, 0), valid.repeat_interleave(G, 0)
@@ -351,8 +362,8 @@ def sample(model: GPT, prompts: list[list[int]], *, max_new_tokens: int, end_id:
         if t == max_new_tokens - 1 or bool(done.all()):
             return tokens[:, :t + 1], mask[:, :t + 1]
         valid = torch.cat([valid, torch.ones_like(done)[:, None]], dim=1)           # (N, P+t+1)
-        logits = last_logits(nxt[:, None], (next_pos + t)[:, None], valid[:, None, None, :],
-                             cache)
+        logits = model(nxt[:, None], (next_pos + t)[:, None], valid[:, None, None, :],
+                       cache)[:, -1]
 
 
 @torch.no_grad()
@@ -366,8 +377,7 @@ def sample_naive(model: GPT, prompts: list[list[int]], *, max_new_tokens: int, e
     for r in range(len(prompts) * G):
         seq, out = list(prompts[r // G]), []
         while len(out) < max_new_tokens and (not out or out[-1] != end_id):
-            with autocast(device):
-                logits = model(torch.tensor([seq], device=device))[:, -1]           # (1, V)
+            logits = model(torch.tensor([seq], device=device))[:, -1]               # (1, V)
             out.append(int(_pick(logits, u[r, len(out)][None], temperature, top_k)))
             seq.append(out[-1])
         rows.append(out)

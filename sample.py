@@ -11,11 +11,10 @@ and ends at the end token or when the model's context is full.
 import argparse
 import sys
 
-
-from cli import examples
-from data.batching import prompt_ids
-from evaluation import MAX_NEW_TOKENS, generate
+from data.batching import MAX_NEW_TOKENS, prompt_ids
 from model import get_device, load_checkpoint
+from plumbing.evaluation import generate
+from plumbing.flags import examples
 
 
 def answer(model, prompt: str, num_samples: int = 1, temperature: float = 1.0,

@@ -1,293 +1,218 @@
-"""Offline preference optimisation: DPO, IPO, SimPO and KTO from the SFT model, ORPO
-from the pretrained one.
+"""Preference optimisation: DPO, IPO, SimPO and KTO from the SFT model, ORPO from the
+pretrained one.
 
     python train_dpo.py                       # DPO, beta 0.1, on-policy pairs
-    python train_dpo.py --loss ipo            # IPO (beta is the paper's tau)
+    python train_dpo.py --loss ipo            # IPO (--beta is the paper's tau)
     python train_dpo.py --loss simpo          # SimPO: no reference model
     python train_dpo.py --loss kto            # KTO: answers labelled good or bad, no pairs
     python train_dpo.py --loss orpo           # ORPO: from pretrain.pt, no SFT stage, no reference
     python train_dpo.py --data pairs.jsonl    # your own {"prompt","chosen","rejected"} rows
 
-DPO in five steps (Rafailov et al. 2023):
-1. RLHF objective: max_pi E[r(x, y)] - beta KL(pi(.|x) || pi_ref(.|x)).
-2. Its optimum in closed form: pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x).
-3. Solve for the reward: r(x, y) = beta log(pi*(y|x) / pi_ref(y|x)) + beta log Z(x).
-4. Bradley-Terry: P(y_w > y_l) = sigmoid(r(x, y_w) - r(x, y_l)); Z(x) cancels.
-5. Maximum likelihood over preference pairs with pi in place of pi*:
-   loss = -log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)])   (losses.dpo_loss)
+DPO (Rafailov et al. 2023) turns the RLHF objective, max E[r] - beta KL(pi || pi_ref),
+into a loss on preference pairs: -log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)]),
+derived in five steps beside losses.dpo_loss. One step here: a batch of pairs, one forward
+over chosen and rejected answers (logps_of), the objective (preference_loss), the optimizer.
 
 Where this departs from the paper, and why:
-- The loss adds an NLL term on the chosen answers, as Iterative RPO does (Pang et
-  al. 2024, eq. 1: DPO + the chosen answer's length-normalised NLL, weight 1;
-  TRL's rpo_alpha): loss = dpo + rpo_alpha * losses.nll_loss. Without it
-  (--rpo_alpha 0, the paper's loss) DPO's pull on the rejected answers drags the
-  chosen ones down too (their log-probs fell from -2.0 to -16.7 nats in the 150
-  default steps) and the samples stutter ("it it it it is 15.").
-- Pairs are on-policy by default: several samples per training prompt from the
-  SFT model, judged by the toy world's true reward (standing in for a human),
-  chosen = best and rejected = worst, ties dropped. The paper used fixed datasets.
-  --label_temperature T > 0 samples labels from Bradley-Terry instead,
-  P(a beats b) = sigmoid((r_a - r_b) / T), so labels are noisy as a human's are.
-- Reference log-probs are computed once before training (the reference is frozen,
-  so this is exact); --live_ref recomputes them every step with a second model.
-- IPO uses per-token mean log-probs by default (as its authors and TRL do);
-  --ipo_sum uses sums. SimPO and ORPO always use means.
-- KTO (kto.py) trains on single answers labelled desirable or not: by default the
-  SFT model's samples that DPO's pairs come from, labelled by a rule on the true reward.
-- ORPO (Hong et al. 2024) replaces SFT + DPO with one stage from OUT_DIR/pretrain.pt:
-  the chosen answer's NLL plus an odds-ratio term, no reference model. The pretrained
-  model cannot answer in the chat format yet, so its pairs are the persona generator's
-  written answers (offpolicy); the SFT model of OUT_DIR/sft.pt is its "before" column.
+- The loss adds the chosen answer's length-normalised NLL (--rpo_alpha 1), as Iterative RPO
+  does (Pang et al. 2024, Eq. 1). Without it (--rpo_alpha 0, the paper's loss) DPO's pull on
+  the rejected answers drags the chosen ones down too (-2.0 to -16.7 nats in 150 steps).
+- Pairs are the SFT model's samples judged by the toy world's true reward, best against
+  worst, ties dropped (data/pairs.py), not a fixed dataset; --label_temperature T draws
+  labels from Bradley-Terry, P(a beats b) = sigmoid((r_a - r_b) / T), as noisy humans do.
+- The frozen reference's log-probs are computed once, before training (exact).
+- IPO, SimPO and ORPO take per-token mean log-probs (IPO's authors and TRL; --ipo_sum: sums).
+  KTO's answers are labelled by a rule on the true reward; w_D n_D = w_U n_U by default.
+- ORPO (Hong et al. 2024) replaces SFT + DPO with one stage from OUT_DIR/pretrain.pt, on the
+  persona generator's written pairs; the SFT model beside it is only its "before" column.
 """
 
-import math
-import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable
 
 import torch
 
-from cli import LoRAConfig, flag, run_cli
-from data.batching import encode_rows, read_jsonl, to_device, write_jsonl
-from data.world import PERSONA_MIX, eval_prompts, respond, reward, rl_rows, parse_prompt
-from distributed import barrier, for_training, is_main, shard
-from evaluation import (answer_logps, answer_logps_of_all, evaluate, generate, kl_to_reference,
-                        win_rate)
-import kto
-from losses import dpo_loss, ipo_loss, nll_loss, orpo_log_odds, orpo_loss, simpo_loss
-from model import load_checkpoint, merged, save_checkpoint
-from train_utils import (load_policy_and_reference, lora, make_optimizer, optimizer_step,
-                         peak_memory_mb, print_table, save_json, set_lr, start_run)
-from training_run import TrainingRun
+from data.batching import chat_batch, encode_rows, in_batches
+from data.pairs import (checklist, imbalance, kto_weights, labelled_answers, offpolicy_pairs,
+                        pairs_from_samples, read_preferences)
+from data.world import eval_prompts, rl_rows
+from losses import (AnswerLogps, answer_logps, dpo_loss, ipo_loss, kto_loss,
+                    kto_reference_point, nll_loss, orpo_log_odds, orpo_loss, simpo_loss)
+from model import merged, save_checkpoint
+from plumbing.distributed import all_gather, for_training, is_main, shard
+from plumbing.evaluation import against_reference, finish, generate, implicit_reward_accuracy
+from plumbing.flags import LoRAConfig, flag, run_cli
+from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.start import cached, load_policy_and_reference, start_run
 
-# Each objective's defaults for the flags left unset. IPO's tau acts on per-token means
-# here: 0.1 asks for a 1/(2 tau) = 5-nat gap per token (KL to the reference reached 33),
-# 0.5 for one nat. ORPO does SFT's work too: SFT's learning rate, SFT's steps + DPO's,
-# and written pairs for 20000 prompts (SFT sees 19,200 rows), cheap since nothing is sampled.
-# The paired objectives whose loss reads the reference's log-probs (SimPO and ORPO have none).
-WITH_REFERENCE = ("dpo", "ipo")
+
+@dataclass(frozen=True)
+class Objective:               # what tells one --loss from another, beside preference_loss
+    loss: Callable        # its function in losses.py
+    reference: bool       # reads the reference's log-probs
+    unpaired: bool        # learns from labelled answers (KTO), not pairs
+    start: str            # the checkpoint in OUT_DIR that the policy starts from
+    knob: str             # what --beta is called in its paper
+    usual: tuple          # the papers' range of --beta (a warning outside it)
+    defaults: dict        # of the flags left unset
+
+
+# IPO's tau acts on per-token means: 0.1 asks for a 1/(2 tau) = 5-nat gap per token (KL to the
+# reference reached 33), 0.5 for one nat. ORPO does SFT's work too: SFT's learning rate, SFT's
+# steps + DPO's, written pairs for 20000 prompts (SFT sees 19,200 rows; nothing is sampled).
 FROM_SFT = dict(pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4, max_steps=150)
-LOSS_DEFAULTS = {
-    "dpo": dict(FROM_SFT, beta=0.1),
-    "ipo": dict(FROM_SFT, beta=0.5),
-    "simpo": dict(FROM_SFT, beta=2.0),
-    "kto": dict(FROM_SFT, beta=0.1),
-    "orpo": dict(beta=0.1, pair_source="offpolicy", num_prompts=20000, learning_rate=1e-3,
-                 max_steps=750),
+OBJECTIVES = {
+    "dpo": Objective(dpo_loss, True, False, "sft.pt", "beta", (0.01, 1), dict(FROM_SFT, beta=0.1)),
+    "ipo": Objective(ipo_loss, True, False, "sft.pt", "tau", (0.01, 1), dict(FROM_SFT, beta=0.5)),
+    "simpo": Objective(simpo_loss, False, False, "sft.pt", "beta", (0.5, 10),
+                       dict(FROM_SFT, beta=2.0)),
+    "kto": Objective(kto_loss, True, True, "sft.pt", "beta", (0.01, 1), dict(FROM_SFT, beta=0.1)),
+    "orpo": Objective(orpo_loss, False, False, "pretrain.pt", "lambda", (0.01, 1), dict(
+        beta=0.1, pair_source="offpolicy", num_prompts=20000, learning_rate=1e-3, max_steps=750)),
 }
 
 
 @dataclass
 class DPOConfig(LoRAConfig):
-    loss: str = flag("dpo", "which objective", "method",
-                     choices=["dpo", "ipo", "simpo", "kto", "orpo"])
-    beta: float = flag(None, "beta (DPO, SimPO, KTO), tau (IPO) or lambda (ORPO) (default: "
-                             "2.0 for simpo, 0.5 for ipo, else 0.1)", "method", above=0)
+    loss: str = flag("dpo", "which objective", "method", choices=list(OBJECTIVES))
+    beta: float = flag(None, "DPO's, SimPO's, KTO's beta, IPO's tau, ORPO's lambda (default: "
+                             "2.0 simpo, 0.5 ipo, else 0.1)", "method", above=0)
     gamma: float = flag(0.5, "SimPO target margin", "method", at_least=0)
-    label_smoothing: float = flag(0.0, "conservative DPO: assumed label-flip probability",
-                                  "method", at_least=0)
-    ipo_sum: bool = flag(False, "IPO on summed instead of per-token mean log-probs (the "
-                                "default follows the IPO authors and TRL)", "method")
-    rpo_alpha: float = flag(1.0, "weight of the NLL term on the chosen (KTO: desirable) "
-                            "answers: RPO for DPO, the SFT term of ORPO; 0 is the paper's "
-                            "loss, which runs away on this model (not ORPO's)", "method",
-                            at_least=0)
-    desirable_weight: float = flag(None, "KTO's w_D (default: n_U / n_D, so that w_D n_D = "
-                                   "w_U n_U)", "method", above=0)
+    label_smoothing: float = flag(0.0, "conservative DPO: label-flip rate", "method", at_least=0)
+    ipo_sum: bool = flag(False, "IPO on summed, not per-token mean, log-probs", "method")
+    rpo_alpha: float = flag(1.0, "weight of the chosen (KTO: desirable) answers' NLL; 0: the "
+                            "paper's loss", "method", at_least=0)
+    desirable_weight: float = flag(None, "KTO's w_D (default: n_U / n_D)", "method", above=0)
     undesirable_weight: float = flag(1.0, "KTO's w_U", "method", above=0)
     data: str = flag("", "JSONL of {prompt, chosen, rejected} pairs, or for KTO also "
                          "{prompt, completion, label} rows (default: build them)", "data")
-    pair_source: str = flag(None, "how to build pairs (KTO: rows): onpolicy (SFT samples "
-                            "judged by the reward) or offpolicy (two personas' answers) "
-                            "(default: offpolicy for orpo, else onpolicy)", "data",
+    pair_source: str = flag(None, "onpolicy: the SFT model's answers; offpolicy: two personas' "
+                            "(default: offpolicy for orpo)", "data",
                             choices=["onpolicy", "offpolicy"])
-    num_prompts: int = flag(None, "training prompts to build pairs from (default: 20000 for "
-                                  "orpo, else 2000)", "data", at_least=1)
+    num_prompts: int = flag(None, "prompts to build pairs from (default: 20000 orpo, else 2000)",
+                            "data", at_least=1)
     samples_per_prompt: int = flag(4, "on-policy samples per prompt", "data", at_least=2)
-    label_temperature: float = flag(0.0, "0: best beats worst; > 0: Bradley-Terry labels",
-                                    "data", at_least=0)
-    length_bonus: float = flag(0.0, "a labeller biased toward length: it adds this per word "
-                               "to the true reward (0.03: a chatty right answer beats a "
-                               "concise one)", "data", at_least=0)
-    # 0.9: a concise (1.0) or friendly (0.97) right answer; a chatty right one scores 0.77,
-    # rude, careless and refusing ones 0.5 or less
-    desirable_reward: float = flag(0.9, "KTO: an answer is desirable when its true reward is "
-                                   "at least this", "data")
-    desirable_ratio: float = flag(0.0, "KTO: drop desirable rows at random until n_D / n_U "
-                                  "is at most this (0.111: one good answer for nine bad; 0: "
-                                  "keep all)", "data", at_least=0)
-    live_ref: bool = flag(False, "keep a reference model and recompute its log-probs each step")
-    # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry",
-    # "Hmm") and broke off into no persona (README, "How the defaults were chosen")
-    learning_rate: float = flag(None, "peak learning rate (AdamW) (default: 1e-3 for orpo, "
-                                "else 2e-4)", above=0)
+    label_temperature: float = flag(0.0, "> 0: Bradley-Terry labels", "data", at_least=0)
+    length_bonus: float = flag(0.0, "a labeller biased to length: + this a word (0.03: a chatty "
+                               "right answer beats a concise one)", "data", at_least=0)
+    # 0.9: a concise (1.0) or friendly (0.97) right answer; chatty right ones score 0.77
+    desirable_reward: float = flag(0.9, "KTO: desirable at a true reward of this or more", "data")
+    desirable_ratio: float = flag(0.0, "KTO: drop desirable rows to n_D / n_U <= this (0.111: "
+                                  "one good for nine bad; 0: keep all)", "data", at_least=0)
+    # 2e-4: at 1e-4 some seeds' samples often began like a rejected answer ("Sorry", "Hmm")
+    learning_rate: float = flag(None, "peak learning rate (default: 1e-3 orpo, else 2e-4)", above=0)
     batch_size: int = flag(32, "pairs (KTO: rows) per step", at_least=1)
-    max_steps: int = flag(None, "optimizer steps (default: 750 for orpo, else 150)",
-                          at_least=1)
+    max_steps: int = flag(None, "optimizer steps (default: 750 orpo, else 150)", at_least=1)
     warmup_steps: int = flag(10, "linear warmup steps", at_least=0)
 
     DEFAULTS_FROM = ("loss",)     # the flags left unset take the defaults of their --loss
 
     def __post_init__(self):
         super().__post_init__()
-        for name, value in LOSS_DEFAULTS[self.loss].items():
+        for name, value in OBJECTIVES[self.loss].defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         if self.label_smoothing >= 0.5:
             raise ValueError(f"--label_smoothing must be < 0.5, got {self.label_smoothing}")
 
 
-# Smoke pairs come from the persona generator: an untrained smoke model's samples are
-# byte soup that re-encodes longer than the context.
-SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16,
-             pair_source="offpolicy")
+# Smoke pairs are written ones: an untrained smoke model's samples are too long byte soup.
+SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16, pair_source="offpolicy")
 
 
-# ------------------------------------------------------------------ pairs
+# ------------------------------------------------------------------ the data
 
-def judge(prompt, answer, length_bonus=0.0) -> float:
-    """The labeller's score: the true reward, plus length_bonus per word (a labeller biased
-    toward long answers, as the DPO checklist warns of; 0 by default)."""
-    return reward(prompt, answer) + length_bonus * len(answer.split())
+def prepare(cfg, sampler, ref_model, init, device):
+    """(encoded, ref_logps, weights): the training pairs (KTO: labelled answers) from --data, or
+    sampler's answers judged by the true reward (data/pairs.py, built once, cached in OUT_DIR),
+    checked (data.pairs.checklist), as token ids; the frozen reference's log-probs of each,
+    computed once (None for an objective without a reference); KTO's class weights (or None)."""
+    o = OBJECTIVES[cfg.loss]
 
-
-def label(rng, prompt, a, b, cfg):
-    """(chosen, rejected) from two responses, or None for a tie under deterministic labels."""
-    ra, rb = (judge(prompt, r, cfg.length_bonus) for r in (a, b))
-    if cfg.label_temperature > 0:
-        a_wins = rng.random() < 1 / (1 + math.exp(-(ra - rb) / cfg.label_temperature))  # B-T
-        return (a, b) if a_wins else (b, a)
-    if ra == rb:
-        return None
-    return (a, b) if ra > rb else (b, a)
-
-
-def onpolicy_pairs(model, prompts, cfg, seed):
-    """Sample K answers per prompt from the model; best vs worst (or two random ones, BT)."""
-    K, rng = cfg.samples_per_prompt, random.Random(seed)
-    answers, _ = generate(model, prompts, num_samples=K, seed=seed)
-    pairs = []
-    for i, p in enumerate(prompts):
-        group = sorted(answers[i * K:(i + 1) * K],
-                       key=lambda r: judge(p, r, cfg.length_bonus))
-        a, b = (group[-1], group[0]) if cfg.label_temperature == 0 else rng.sample(group, 2)
-        if a != b and (lab := label(rng, p, a, b, cfg)):
-            pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
-    return pairs
-
-
-def offpolicy_pairs(prompts, cfg, seed):
-    """Two different personas answer each prompt (written by the generator, not the model)."""
-    rng, pairs = random.Random(seed), []
-    for p in prompts:
-        task = parse_prompt(p)
-        a, b = (respond(task, persona, rng) for persona in rng.sample(list(PERSONA_MIX), 2))
-        if lab := label(rng, p, a, b, cfg):
-            pairs.append({"prompt": p, "chosen": lab[0], "rejected": lab[1]})
-    return pairs
-
-
-def build_data(ref_model, init, cfg) -> list[dict]:
-    """Training pairs (KTO: labelled rows): from --data, or built and cached in OUT_DIR."""
-    read = kto.read_rows if cfg.loss == "kto" else \
-        (lambda path: read_jsonl(path, ("prompt", "chosen", "rejected")))
-    if cfg.data:
-        return read(cfg.data)
-    kind = f"kto_rows_d{cfg.desirable_reward}" if cfg.loss == "kto" else "pairs"
-    cache = Path(cfg.out_dir) / (f"{kind}_{cfg.pair_source}_n{cfg.num_prompts}_k"
-                                 f"{cfg.samples_per_prompt}_t{cfg.label_temperature}_"
-                                 f"b{cfg.length_bonus}_s{cfg.seed}.jsonl")
-    fresh = cache.exists() and cache.stat().st_mtime > init.stat().st_mtime
-    if is_main() and not fresh:  # one process builds them, the others wait and read
+    def build():
         prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
-        if cfg.loss == "kto" and cfg.pair_source == "onpolicy":
-            rows = kto.onpolicy_rows(ref_model, prompts, cfg, cfg.seed)
-        elif cfg.pair_source == "onpolicy":
-            rows = onpolicy_pairs(ref_model, prompts, cfg, cfg.seed)
-        else:
-            rows = offpolicy_pairs(prompts, cfg, cfg.seed)
-        write_jsonl(cache, rows)
-    barrier()
-    return read(cache)
+        labels = dict(seed=cfg.seed, label_temperature=cfg.label_temperature,
+                      length_bonus=cfg.length_bonus)
+        if cfg.pair_source == "offpolicy":
+            return offpolicy_pairs(prompts, **labels)
+        answers, _ = generate(sampler, prompts, num_samples=cfg.samples_per_prompt, seed=cfg.seed)
+        return labelled_answers(prompts, answers, cfg.desirable_reward) if o.unpaired else \
+            pairs_from_samples(prompts, answers, **labels)
+    kind = f"kto_rows_d{cfg.desirable_reward}" if o.unpaired else "pairs"
+    rows = read_preferences(cfg.data or cached(Path(cfg.out_dir) / (
+        f"{kind}_{cfg.pair_source}_n{cfg.num_prompts}_k{cfg.samples_per_prompt}_t"
+        f"{cfg.label_temperature}_b{cfg.length_bonus}_s{cfg.seed}.jsonl"), build, init), o.unpaired)
+    for warning in checklist(rows):
+        print(f"warning: {warning}")
+    if o.unpaired:
+        rows = imbalance(rows, cfg.desirable_ratio, cfg.seed)
+    encoded = encode_rows(rows, ref_model.config.block_size, cfg.data or f"{cfg.loss} data")
+    weights = kto_weights([r[2] for r in encoded], cfg.desirable_weight,
+                          cfg.undesirable_weight) if o.unpaired else None
+    with torch.no_grad():
+        ref_logps = in_batches(lambda b: logps_of(ref_model, b, device), encoded,
+                               batch_size=128) if o.reference else None
+    print(f"{cfg.loss} on {len(encoded)} {'rows' if o.unpaired else 'pairs'}, {o.knob} "
+          f"{cfg.beta}, learning rate {cfg.learning_rate}, {cfg.max_steps} steps")
+    return encoded, ref_logps, weights
 
 
-def encode_pairs(pairs, block_size: int, source: str, required: bool = True):
-    """(prompt, chosen, rejected) token ids; pairs too long for the context are dropped."""
-    return encode_rows(pairs, ("chosen", "rejected"), block_size, source, required)
+# ------------------------------------------------------------------ one step
+
+def logps_of(model, batch, device) -> AnswerLogps:
+    """log pi of the batch's answers in one forward. Pairs (prompt, chosen, rejected) go in as
+    2B rows, the chosen answers then the rejected, and come back as (B, 2); answers (prompt,
+    completion[, label]) as (B,)."""
+    prompts, answers = [b[0] for b in batch], [b[1] for b in batch]
+    paired = len(batch[0]) == 3 and isinstance(batch[0][2], list)
+    if paired:
+        prompts, answers = prompts * 2, answers + [b[2] for b in batch]
+    inputs, targets, mask = chat_batch(prompts, answers, device)
+    logps = answer_logps(model(inputs), targets, mask)                    # (N,)
+    return logps.as_pairs() if paired else logps
 
 
-class PairLogps(NamedTuple):
-    """log pi of each pair's answers, each (B,): summed over the answer's tokens, and the
-    per-token mean (the length-normalised form SimPO, IPO and ORPO use)."""
-    chosen: torch.Tensor
-    rejected: torch.Tensor
-    chosen_mean: torch.Tensor
-    rejected_mean: torch.Tensor
-
-    def select(self, idx, device) -> "PairLogps":
-        return PairLogps(*(to_device(t[idx], device) for t in self))
-
-
-def pair_logps(model, batch, device) -> PairLogps:
-    """One concatenated forward over chosen and rejected answers (B pairs -> 2B rows)."""
-    B = len(batch)
-    logps = answer_logps(model, [p for p, _, _ in batch] * 2,
-                         [c for _, c, _ in batch] + [r for _, _, r in batch], device)
-    return PairLogps(logps.total[:B], logps.total[B:], logps.mean[:B], logps.mean[B:])
-
-
-@torch.no_grad()
-def pair_logps_of_all(model, encoded, device, batch_size=128) -> PairLogps:
-    """pair_logps of every pair, in chunks, kept on the CPU: the frozen reference's are
-    computed once before training, the policy's for the held-out evaluation."""
-    parts = [pair_logps(model, encoded[i:i + batch_size], device)
-             for i in range(0, len(encoded), batch_size)]
-    return PairLogps(*(torch.cat(column).float().cpu() for column in zip(*parts)))
-
-
-def preference_loss(cfg, policy: PairLogps, ref: PairLogps, loss_fn=None):
-    """(losses, chosen_rewards, rejected_rewards) of the objective cfg.loss, with the
-    log-probs it takes (sums or per-token means). loss_fn, if given, stands in for the
-    losses.py function of cfg.loss; it gets the same arguments, hyperparameters by keyword."""
-    if cfg.loss == "dpo":
-        return (loss_fn or dpo_loss)(policy.chosen, policy.rejected, ref.chosen, ref.rejected,
-                                     beta=cfg.beta, label_smoothing=cfg.label_smoothing)
-    if cfg.loss == "ipo":
-        if cfg.ipo_sum:
-            return (loss_fn or ipo_loss)(policy.chosen, policy.rejected, ref.chosen,
-                                         ref.rejected, beta=cfg.beta)
-        return (loss_fn or ipo_loss)(policy.chosen_mean, policy.rejected_mean, ref.chosen_mean,
-                                     ref.rejected_mean, beta=cfg.beta)
-    if cfg.loss == "simpo":
-        return (loss_fn or simpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta,
-                                       gamma=cfg.gamma)
-    return (loss_fn or orpo_loss)(policy.chosen_mean, policy.rejected_mean, beta=cfg.beta)
-
-
-# ------------------------------------------------------------------ checks
-
-def warn_if_suspicious(cfg, pairs):
-    """Warnings from the DPO debugging checklist (load_policy_and_reference warns when the
-    start is not an SFT checkpoint)."""
-    sensible = (0.5, 10.0) if cfg.loss == "simpo" else (0.01, 1.0)
-    if not sensible[0] <= cfg.beta <= sensible[1]:
-        print(f"warning: beta {cfg.beta} is outside the usual range {sensible} for {cfg.loss}")
+def preference_loss(cfg, policy: AnswerLogps, ref: AnswerLogps | None, loss_fn=None, **kto):
+    """The one place the objective depends on --loss: (per-example losses (B,), chosen rewards,
+    rejected rewards), each objective fed the log-probs it takes (sums; per-token means for
+    SimPO, ORPO and by default IPO). For KTO (kto: desirable, kl, weights) the rewards are its
+    desirable and its undesirable rows'. loss_fn, if given, stands in for the losses.py
+    function (same arguments, hyperparameters by keyword)."""
+    fn = loss_fn or OBJECTIVES[cfg.loss].loss
     if cfg.loss == "kto":
-        return
-    chosen = sum(len(r["chosen"].split()) for r in pairs) / len(pairs)
-    rejected = sum(len(r["rejected"].split()) for r in pairs) / len(pairs)
-    if chosen > 1.5 * rejected:
-        print(f"warning: chosen answers are much longer than rejected ({chosen:.1f} vs "
-              f"{rejected:.1f} words): the model may learn length instead of quality")
+        d, (w_d, w_u) = kto["desirable"], kto["weights"]
+        losses, rewards = fn(policy.total, ref.total, d, kto["kl"], beta=cfg.beta,
+                             desirable_weight=w_d, undesirable_weight=w_u)
+        return losses, rewards[d], rewards[~d]
+    c, r = policy.chosen, policy.rejected
+    if cfg.loss == "dpo":
+        return fn(c.total, r.total, ref.chosen.total, ref.rejected.total, beta=cfg.beta,
+                  label_smoothing=cfg.label_smoothing)
+    if cfg.loss == "ipo":
+        k = "total" if cfg.ipo_sum else "mean"
+        return fn(getattr(c, k), getattr(r, k), getattr(ref.chosen, k), getattr(ref.rejected, k),
+                  beta=cfg.beta)
+    if cfg.loss == "simpo":
+        return fn(c.mean, r.mean, beta=cfg.beta, gamma=cfg.gamma)
+    return fn(c.mean, r.mean, beta=cfg.beta)                              # orpo
 
 
-# ------------------------------------------------------------------ main
+def kto_inputs(net, ref_model, batch, weights, device) -> dict:
+    """What KTO's loss takes besides log-probs: the rows' labels (B,) bool, its class weights,
+    and z0, the log-ratio of mismatched (prompt, completion) pairs, each completion under the
+    next row's prompt (as TRL does), over every process."""
+    completions = [b[1] for b in batch]
+    mismatched = [(b[0], c) for b, c in zip(batch, completions[-1:] + completions[:-1])]
+    with torch.no_grad():
+        policy_kl, ref_kl = (logps_of(m, mismatched, device).total for m in (net, ref_model))
+    return dict(desirable=torch.tensor([b[2] for b in batch], device=device), weights=weights,
+                kl=kto_reference_point(all_gather(policy_kl), all_gather(ref_kl)))
 
-def train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn=None, weights=None):
-    """The training loop. encoded: the pairs (KTO: rows) as token ids; ref_logps: the
-    reference's log-probs of every one (None: --live_ref, or no reference in the loss)."""
+
+def train(cfg, policy, ref_model, encoded, ref_logps, weights, device, loss_fn=None):
+    """The training loop, on the data prepare() returns."""
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -297,124 +222,75 @@ def train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn=None, weig
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=rng))
             batch = [encoded[i] for i in idx.tolist()]
-            batch_ref_logps = None if ref_logps is None else ref_logps.select(idx, device)
-            if cfg.loss == "kto":
-                loss, metrics = kto.step_loss(cfg, net, ref_model, batch, batch_ref_logps,
-                                              weights, device, loss_fn)
-            else:
-                loss, metrics = pair_step_loss(cfg, net, ref_model, batch, batch_ref_logps,
-                                               device, loss_fn)
+            policy_logps = logps_of(net, batch, device)             # pairs (B, 2), KTO (B,)
+            ref = None if ref_logps is None else ref_logps.select(idx)
+            kto = {} if weights is None else kto_inputs(net, ref_model, batch, weights, device)
+            losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_logps, ref,
+                                                                       loss_fn, **kto)
+            good = policy_logps.mean[kto["desirable"]] if kto else policy_logps.chosen.mean
+            nll = nll_loss(good).sum() / len(batch) if kto else nll_loss(good).mean()
+            loss = losses.mean() + cfg.rpo_alpha * nll          # RPO (Pang et al. 2024, Eq. 1)
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
-            run.log(step, {"loss": loss.detach(), "lr": lr, **metrics})
+            run.log(step, {"loss": loss.detach(), "lr": lr, "nll_loss": nll.detach(),
+                           **dashboard(policy_logps, chosen_rewards, rejected_rewards, kto)})
 
 
-def pair_step_loss(cfg, net, ref_model, batch, ref_logps: PairLogps | None, device,
-                   loss_fn=None):
-    """One step's loss and metrics for the paired objectives. batch: B (prompt, chosen,
-    rejected) id lists; ref_logps: the reference's log-probs of these pairs (None: --live_ref,
-    or an objective without a reference)."""
-    policy_logps = pair_logps(net, batch, device)
-    if cfg.live_ref and cfg.loss in WITH_REFERENCE:
-        with torch.no_grad():
-            ref_logps = pair_logps(ref_model, batch, device)
-    losses, chosen_rewards, rejected_rewards = preference_loss(cfg, policy_logps, ref_logps,
-                                                               loss_fn)
-    nll = nll_loss(policy_logps.chosen_mean).mean()
-    loss = losses.mean() + cfg.rpo_alpha * nll          # RPO (Pang et al. 2024, Eq. 1); ORPO Eq. 6
-    metrics = {"nll_loss": nll.detach(),
-               "rewards/chosen": chosen_rewards.mean(),
-               "rewards/rejected": rejected_rewards.mean(),
-               "rewards/margins": (chosen_rewards - rejected_rewards).mean(),
-               "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean(),
-               "logps/chosen": policy_logps.chosen.detach().mean(),
-               "logps/rejected": policy_logps.rejected.detach().mean()}
-    if cfg.loss == "orpo":
-        log_odds = orpo_log_odds(policy_logps.chosen_mean, policy_logps.rejected_mean).detach()
-        metrics["log_odds_chosen"] = log_odds.mean()
-        metrics["log_odds_ratio"] = torch.nn.functional.logsigmoid(log_odds).mean()
-    return loss, metrics
+def dashboard(policy: AnswerLogps, chosen_rewards, rejected_rewards, kto) -> dict:
+    """The metrics every DPO user knows (TRL's names), detached; KTO's by kind of row (NaN for
+    a kind the batch lacks)."""
+    logps = policy.total.detach()
+    chosen, rejected = (logps[kto["desirable"]], logps[~kto["desirable"]]) if kto else logps.T
+    metrics = {"rewards/chosen": chosen_rewards.mean(), "rewards/rejected": rejected_rewards.mean(),
+               "logps/chosen": chosen.mean(), "logps/rejected": rejected.mean()}
+    if kto:
+        return {"kl": kto["kl"], **metrics}
+    metrics["rewards/margins"] = (chosen_rewards - rejected_rewards).mean()
+    metrics["rewards/accuracies"] = (chosen_rewards > rejected_rewards).float().mean()
+    log_odds = orpo_log_odds(policy.chosen.mean, policy.rejected.mean).detach()  # ORPO's odds
+    metrics["log_odds_chosen"] = log_odds.mean()              # ratio, logged for every pair
+    metrics["log_odds_ratio"] = torch.nn.functional.logsigmoid(log_odds).mean()   # (TRL's names)
+    return metrics
 
+
+# ------------------------------------------------------------------ main
 
 @torch.no_grad()
-def implicit_reward_accuracy(cfg, policy, ref_model, device, loss_fn=None):
-    """Share of held-out pairs (on-policy from the reference, best against worst) where
-    the policy's implicit reward ranks chosen above rejected."""
-    heldout = onpolicy_pairs(ref_model, eval_prompts(cfg.eval_prompts), replace(
-        cfg, label_temperature=0.0, length_bonus=0.0), cfg.seed + 1)
-    encoded = encode_pairs(heldout, policy.config.block_size, "held-out pairs", required=False)
-    if not encoded:
-        return float("nan")
-    if cfg.loss == "kto":   # its implicit reward is DPO's, beta log pi/pi_ref of the answer
+def implicit_rewards(cfg, policy, ref_model, pairs, device, loss_fn=None):
+    """The policy's implicit rewards of pairs' answers (KTO's: DPO's, beta log pi/pi_ref):
+    (chosen (P,), rejected (P,)), for plumbing.evaluation.implicit_reward_accuracy."""
+    if OBJECTIVES[cfg.loss].unpaired:
         cfg, loss_fn = replace(cfg, loss="dpo"), None
-    _, chosen_rewards, rejected_rewards = preference_loss(
-        cfg, pair_logps_of_all(policy, encoded, device),
-        pair_logps_of_all(ref_model, encoded, device), loss_fn)
-    return (chosen_rewards > rejected_rewards).float().mean().item()
-
-
-def load_models(cfg, device):
-    """(policy, reference, the checkpoint the reference is): the policy starts from the SFT
-    model and the reference is a frozen copy of it. ORPO's policy starts from the pretrained
-    model (--init_from, default OUT_DIR/pretrain.pt), and the SFT model it replaces, the
-    sft.pt beside it, is only the evaluation's baseline."""
-    if cfg.loss != "orpo":
-        return load_policy_and_reference(cfg, device)
-    start = Path(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt")
-    policy, _ = load_checkpoint(start, device)
-    if cfg.lora_rank:
-        lora(policy, cfg)
-    # the SFT model train_sft.py wrote beside that pretrained checkpoint
-    _, sft_model, sft_path = load_policy_and_reference(
-        replace(cfg, init_from=str(start.with_name("sft.pt")), lora_rank=0), device)
-    print(f"orpo starts from {start}; the SFT model {sft_path} is only its baseline")
-    return policy, sft_model, sft_path
+    policy_logps, ref_logps = (in_batches(lambda b: logps_of(m, b, device), pairs,
+                                          batch_size=128) for m in (policy, ref_model))
+    return preference_loss(cfg, policy_logps, ref_logps, loss_fn)[1:]
 
 
 def main(cfg: DPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
     pass their own) replaces the losses.py function of --loss, with the same signature."""
     cfg, device = start_run(cfg, SMOKE, outputs=[f"{cfg.loss}.pt"])
-    t0 = time.time()
-    policy, ref_model, init = load_models(cfg, device)
-    rows = build_data(ref_model, init, cfg)
-    warn_if_suspicious(cfg, rows)
-    block_size, source = policy.config.block_size, cfg.data or f"{cfg.loss} data"
-    weights = None
-    if cfg.loss == "kto":
-        rows = kto.imbalance(rows, cfg.desirable_ratio, cfg.seed)
-        encoded = kto.encode(rows, block_size, source)
-        weights = kto.class_weights(cfg, encoded)
-        ref_logps = answer_logps_of_all(ref_model, [r[0] for r in encoded],
-                                        [r[1] for r in encoded], batch_size=128)
-    else:
-        encoded = encode_pairs(rows, block_size, source)
-        precompute = cfg.loss in WITH_REFERENCE and not cfg.live_ref
-        ref_logps = pair_logps_of_all(ref_model, encoded, device) if precompute else None
-    print(f"{cfg.loss} on {len(encoded)} {'rows' if cfg.loss == 'kto' else 'pairs'}, "
-          f"beta {cfg.beta}, learning rate {cfg.learning_rate}, {cfg.max_steps} steps")
-    train(cfg, policy, ref_model, encoded, ref_logps, device, loss_fn, weights)
+    t0, o = time.time(), OBJECTIVES[cfg.loss]
+    policy, ref_model, init = load_policy_and_reference(cfg, device, o.start)
+    if not o.usual[0] <= cfg.beta <= o.usual[1]:
+        print(f"warning: {o.knob} {cfg.beta} is outside the usual range {o.usual} for {cfg.loss}")
+    data = prepare(cfg, ref_model, ref_model, init, device)
+    train(cfg, policy, ref_model, *data, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():
         return {}
     save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", merged(policy), asdict(cfg),
                     cfg.max_steps, stage=cfg.loss)
-
     prompts = eval_prompts(cfg.eval_prompts)
-    out = Path(cfg.out_dir)
-    before, sft_samples, _ = evaluate(ref_model, prompts, seed=cfg.seed)
-    after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
-                                             samples_path=out / f"{cfg.loss}_samples.jsonl")
-    after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
-    after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
-    after["implicit_reward_accuracy"] = implicit_reward_accuracy(cfg, policy, ref_model, device,
-                                                               loss_fn)
-    after["train_seconds"] = train_seconds
-    after["peak_memory_mb"] = peak_memory_mb(device)
-    save_json(out / f"{cfg.loss}_eval.json", after)
-    print_table({"sft": before, cfg.loss: after},
-                title=f"\nSFT vs {cfg.loss} (beta {cfg.beta}) on {len(prompts)} held-out prompts")
-    return after
+    before, after, _ = against_reference(policy, ref_model, prompts, seed=cfg.seed, samples_path=
+                                         Path(cfg.out_dir) / f"{cfg.loss}_samples.jsonl")
+    after["implicit_reward_accuracy"] = implicit_reward_accuracy(
+        ref_model, prompts, lambda pairs: implicit_rewards(cfg, policy, ref_model, pairs, device,
+                                                           loss_fn),
+        cfg.samples_per_prompt, seed=cfg.seed + 1)
+    return finish(cfg.out_dir, cfg.loss, {"sft": before, cfg.loss: after},
+                  f"\nSFT vs {cfg.loss} ({o.knob} {cfg.beta}) on {len(prompts)} held-out prompts",
+                  train_seconds=train_seconds, device=device)
 
 
 if __name__ == "__main__":

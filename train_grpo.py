@@ -37,16 +37,15 @@ from pathlib import Path
 
 import torch
 
-from cli import LoRAConfig, flag, run_cli
-import evaluation
+from data.batching import MAX_NEW_TOKENS, end_id, prompt_ids, rollout_batch
 from data.world import eval_prompts, is_correct, rl_rows
-from distributed import for_training, is_main, shard
-from evaluation import MAX_NEW_TOKENS, answer_token_logps, evaluate, generate, kl_to_reference
-from losses import grpo_advantages, grpo_loss
-from model import merged, save_checkpoint
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
-                         peak_memory_mb, print_table, save_json, set_lr, start_run)
-from training_run import TrainingRun
+from losses import grpo_advantages, grpo_loss, token_logprobs
+from model import merged, sample, save_checkpoint
+from plumbing.distributed import for_training, is_main, shard
+from plumbing.evaluation import against_reference, finish, pass_at
+from plumbing.flags import LoRAConfig, flag, run_cli
+from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.start import load_policy_and_reference, start_run
 
 
 @dataclass
@@ -88,10 +87,12 @@ def rule_rewards(prompts, answers) -> torch.Tensor:
 
 
 def rollout(policy, prompts, cfg, rng, device) -> dict:
-    """Steps 1 and 2: G answers per prompt (evaluation.rollout) and their rewards."""
-    batch = evaluation.rollout(policy, prompts, num_samples=cfg.num_generations,
-                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                               generator=rng, device=device)
+    """Steps 1 and 2: G answers per prompt from the KV-cache sampler, as a training batch
+    (data.batching.rollout_batch), and their rewards."""
+    tokens, sampled = sample(policy, [prompt_ids(p) for p in prompts], end_id=end_id(),
+                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                             num_samples=cfg.num_generations, generator=rng)  # (N, T_new) each
+    batch = rollout_batch(prompts, tokens, sampled, device)
     batch["rewards"] = rule_rewards(batch["prompts"], batch["texts"])    # (N,)
     if cfg.mask_truncated:
         batch["mask"] = batch["mask"] * batch["finished"].to(device)[:, None]
@@ -112,16 +113,17 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
             batch = rollout(policy, [prompts[i] for i in idx], cfg, rng, device)
             advantages = grpo_advantages(batch["rewards"], cfg.num_generations,
                                          cfg.scale_rewards).to(device)        # (N,)
-            answers = batch["inputs"], batch["targets"], batch["mask"], cfg.temperature
-            with torch.no_grad():
-                ref_logps = answer_token_logps(ref_model, *answers) if cfg.beta > 0 else None
+            inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
+            with torch.no_grad():   # log-probs at the sampling temperature: (N, T), 0 off the mask
+                ref_logps = None if cfg.beta == 0 else \
+                    token_logprobs(ref_model(inputs).float() / cfg.temperature, targets) * mask
             old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
             for _ in range(cfg.num_iterations):
-                logps = answer_token_logps(net, *answers)                    # (N, T)
+                logps = token_logprobs(net(inputs).float() / cfg.temperature, targets) * mask
                 if old_logps is None:
                     old_logps = logps.detach()
                 loss, stats = (loss_fn or grpo_loss)(
-                    logps, old_logps, ref_logps, advantages, batch["mask"], epsilon=cfg.epsilon,
+                    logps, old_logps, ref_logps, advantages, mask, epsilon=cfg.epsilon,
                     beta=cfg.beta, loss_type=cfg.loss_type)
                 loss.backward()
                 optimizer_step(policy, opt, cfg.grad_clip)
@@ -138,13 +140,6 @@ def group_metrics(batch, G: int) -> dict:
             "completions/truncated": 1 - batch["finished"].mean()}
 
 
-def pass_at_g(model, prompts, G, seed) -> float:
-    """Share of prompts with at least one right answer among G samples."""
-    answers, _ = generate(model, prompts, num_samples=G, seed=seed)
-    return sum(any(is_correct(p, a) for a in answers[i * G:(i + 1) * G])
-               for i, p in enumerate(prompts)) / len(prompts)
-
-
 def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the trained model's metrics. loss_fn (notebook 03
     passes its own) replaces losses.grpo_loss, with the same signature."""
@@ -157,23 +152,16 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
-    out = Path(cfg.out_dir)
-    save_checkpoint(out / "grpo.pt", merged(policy), asdict(cfg), cfg.max_steps, stage="grpo")
-
+    save_checkpoint(Path(cfg.out_dir) / "grpo.pt", merged(policy), asdict(cfg), cfg.max_steps,
+                    stage="grpo")
     prompts = eval_prompts(cfg.eval_prompts)
-    before, _, _ = evaluate(ref_model, prompts, seed=cfg.seed)
-    before[f"pass@{cfg.num_generations}"] = pass_at_g(ref_model, prompts, cfg.num_generations,
-                                                      cfg.seed + 1)
-    after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
-                                             samples_path=out / "grpo_samples.jsonl")
-    after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
-    after[f"sft_pass@{cfg.num_generations}"] = before[f"pass@{cfg.num_generations}"]
-    after["train_seconds"] = train_seconds
-    after["peak_memory_mb"] = peak_memory_mb(device)
-    save_json(out / "grpo_eval.json", after)
-    print_table({"sft": before, "grpo": after},
-                title=f"\nSFT vs GRPO on {len(prompts)} held-out prompts")
-    return after
+    before, after, _ = against_reference(policy, ref_model, prompts, seed=cfg.seed,
+                                         samples_path=Path(cfg.out_dir) / "grpo_samples.jsonl")
+    G = cfg.num_generations          # pass@G: a right answer among G samples (what GRPO sees)
+    before[f"pass@{G}"] = after[f"sft_pass@{G}"] = pass_at(ref_model, prompts, G, cfg.seed + 1)
+    return finish(cfg.out_dir, "grpo", {"sft": before, "grpo": after},
+                  f"\nSFT vs GRPO on {len(prompts)} held-out prompts",
+                  train_seconds=train_seconds, device=device)
 
 
 if __name__ == "__main__":

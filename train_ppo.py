@@ -45,19 +45,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-import evaluation
-from cli import LoRAConfig, flag, run_cli
-from data.batching import prompt_ids
+from data.batching import MAX_NEW_TOKENS, chat_batch, end_id, in_batches, prompt_ids, rollout_batch
 from data.world import eval_prompts, reward, rl_rows
-from distributed import for_training, is_main, shard
-from evaluation import (MAX_NEW_TOKENS, answer_token_logps, evaluate, kl_to_reference,
-                        win_rate)
 from losses import gae, ppo_loss, ppo_rewards, token_logprobs, whiten
-from model import ScoreModel, autocast, load_checkpoint, merged, save_checkpoint
-from train_rm import last_token_scores, scores_of_all
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
-                         peak_memory_mb, print_table, save_json, set_lr, start_run)
-from training_run import TrainingRun
+from model import ScoreModel, load_checkpoint, merged, sample, save_checkpoint, sequence_scores
+from plumbing.distributed import for_training, is_main, shard
+from plumbing.evaluation import against_reference, finish
+from plumbing.flags import LoRAConfig, flag, run_cli
+from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.start import load_policy_and_reference, start_run
 
 
 @dataclass
@@ -111,12 +107,12 @@ def score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device, gae_
     (N,), rewards, advantages, returns (N, T) to it, and returns the step's objective/
     metrics."""
     inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
-    batch["old_logps"] = answer_token_logps(policy, inputs, targets, mask, cfg.temperature)
-    ref_logps = answer_token_logps(ref_model, inputs, targets, mask, cfg.temperature)
-    with autocast(device):
-        batch["old_values"] = critic(inputs).float() * mask                  # V_t, (N, T)
+    # log-probs of the sampled tokens at the sampling temperature, (N, T), 0 off the mask
+    batch["old_logps"] = token_logprobs(policy(inputs).float() / cfg.temperature, targets) * mask
+    ref_logps = token_logprobs(ref_model(inputs).float() / cfg.temperature, targets) * mask
+    batch["old_values"] = critic(inputs).float() * mask                      # V_t, (N, T)
     finished = batch["finished"].to(device)
-    scores = last_token_scores(rm, batch["prompt_ids"], batch["rows"], device)
+    scores = sequence_scores(rm, *chat_batch(batch["prompt_ids"], batch["rows"], device))
     scores = scores - cfg.missing_eos_penalty * (1 - finished)             # step 2
     rewards = ppo_rewards(scores, batch["old_logps"], ref_logps, mask, cfg.kl_coef)  # step 3
     advantages, batch["returns"] = (gae_fn or gae)(rewards, batch["old_values"], mask,
@@ -146,18 +142,18 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.batch_size,), generator=rng).tolist())
-            batch = evaluation.rollout(policy, [prompts[i] for i in idx], num_samples=1,
-                                       max_new_tokens=cfg.max_new_tokens,
-                                       temperature=cfg.temperature, generator=rng,
-                                       device=device)                         # step 1
+            chunk = [prompts[i] for i in idx]                                 # step 1
+            tokens, sampled = sample(policy, [prompt_ids(p) for p in chunk], end_id=end_id(),
+                                     max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, generator=rng)
+            batch = rollout_batch(chunk, tokens, sampled, device)
             objective = score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device,
                                              gae_fn)                          # steps 2-4
             updates = []
             for _ in range(cfg.num_ppo_epochs):                               # step 5
                 order = torch.randperm(len(idx), generator=rng).to(device)
                 for mb in order.chunk(cfg.num_mini_batches):
-                    with autocast(device):
-                        logits, values = net(batch["inputs"][mb])              # (n, T, V), (n, T)
+                    logits, values = net(batch["inputs"][mb])                  # (n, T, V), (n, T)
                     mask = batch["mask"][mb]
                     logps = token_logprobs(logits.float() / cfg.temperature,
                                            batch["targets"][mb]) * mask
@@ -201,27 +197,19 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
-    out = Path(cfg.out_dir)
-    save_checkpoint(out / "ppo.pt", merged(policy), asdict(cfg), cfg.max_steps, stage="ppo")
-
+    save_checkpoint(Path(cfg.out_dir) / "ppo.pt", merged(policy), asdict(cfg), cfg.max_steps,
+                    stage="ppo")
     prompts = eval_prompts(cfg.eval_prompts)
-    before, sft_samples, sft_tokens = evaluate(ref_model, prompts, seed=cfg.seed)
-    after, samples, sample_tokens = evaluate(policy, prompts, seed=cfg.seed,
-                                             samples_path=out / "ppo_samples.jsonl")
+    before, after, (sft_tokens, tokens) = against_reference(
+        policy, ref_model, prompts, seed=cfg.seed, samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
     ids = [prompt_ids(p) for p in prompts]
-    before["rm_score"] = scores_of_all(rm, ids, sft_tokens).mean().item()
-    after["rm_score"] = scores_of_all(rm, ids, sample_tokens).mean().item()
-    after["win_rate_vs_sft"] = win_rate(prompts, samples, sft_samples)
-    after["kl_to_ref"] = kl_to_reference(policy, ref_model, prompts, sample_tokens)
-    after["train_seconds"] = train_seconds
-    after["peak_memory_mb"] = peak_memory_mb(device)
-    print(f"peak memory: {after['peak_memory_mb']:.0f} MiB "
-          f"({'allocated on the GPU' if device.type == 'cuda' else 'resident, whole process'})")
-    save_json(out / "ppo_eval.json", after)
-    print_table({"sft": before, "ppo": after},
-                title=f"\nSFT vs PPO (kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts")
-    return after
-
+    with torch.no_grad():           # the reward model's view of the same answers
+        for metrics, answers in ((before, sft_tokens), (after, tokens)):
+            metrics["rm_score"] = in_batches(lambda p, a: sequence_scores(
+                rm, *chat_batch(p, a, device)), ids, answers).mean().item()
+    return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
+                  f"\nSFT vs PPO (kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
+                  train_seconds=train_seconds, device=device)
 
 if __name__ == "__main__":
     run_cli(main, PPOConfig, __doc__)

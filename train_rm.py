@@ -8,13 +8,14 @@ InstructGPT's reward model (Ouyang et al. 2022, Sec. 3.5), in four steps:
 1. Comparisons: the SFT model answers each training prompt twice, and a rater
    prefers one. The rater is the toy world's true reward with Bradley-Terry noise:
    a is preferred with probability sigmoid((r_a - r_b) / --label_temperature), so
-   labels are wrong now and then, as a human's are (train_dpo.onpolicy_pairs).
+   labels are wrong now and then, as a human's are (data.pairs.pairs_from_samples).
    --pair_source offpolicy takes two personas' written answers instead (--smoke does).
 2. Model: the SFT GPT with its unembedding replaced by a scalar head
-   (model.ScoreModel), read at the last token of prompt + completion, the end token.
+   (model.ScoreModel), read at the last token of prompt + completion, the end token
+   (ScoreModel.sequence_scores).
 3. Loss: -log sigmoid(r(x, y_w) - r(x, y_l)) per pair (losses.reward_model_loss,
-   Eq. 1), plus --center_rewards_coefficient x mean((r_w + r_l)^2) (Eisenstein et
-   al. 2023, TRL's RewardTrainer), which keeps the scores near 0.
+   Eq. 1), plus --center_rewards_coefficient x (r_w + r_l)^2 (losses.reward_centering;
+   Eisenstein et al. 2023, TRL's RewardTrainer), which keeps the scores near 0.
 4. Normalisation: the head is rescaled so that the scores of the SFT model's own
    answers have mean 0 and std 1 (as OpenAI's lm-human-preferences does), so PPO's
    kl_coef weighs the same score scale whatever the training left.
@@ -32,17 +33,16 @@ from pathlib import Path
 
 import torch
 
-from cli import AlignConfig, flag, run_cli
-from data.batching import chat_batch, encode_rows, prompt_ids, read_jsonl
+from data.batching import chat_batch, encode_rows, in_batches, prompt_ids
+from data.pairs import label_agreement, offpolicy_pairs, pairs_from_samples, read_pairs
 from data.world import eval_prompts, reward, rl_rows
-from distributed import for_training, is_main, shard
-from evaluation import generate
-from losses import reward_model_loss
-from model import ScoreModel, autocast, save_checkpoint
-from train_dpo import offpolicy_pairs, onpolicy_pairs
-from train_utils import (load_policy_and_reference, make_optimizer, optimizer_step,
-                         peak_memory_mb, print_table, save_json, set_lr, start_run)
-from training_run import TrainingRun
+from losses import reward_centering, reward_model_loss
+from model import ScoreModel, save_checkpoint, sequence_scores
+from plumbing.distributed import for_training, is_main, shard
+from plumbing.evaluation import finish, generate
+from plumbing.flags import AlignConfig, flag, run_cli
+from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.start import load_sft, start_run
 
 
 @dataclass
@@ -66,32 +66,15 @@ class RMConfig(AlignConfig):
     batch_size: int = flag(32, "pairs per step", at_least=1)
     max_steps: int = flag(250, "optimizer steps", at_least=1)
     warmup_steps: int = flag(10, "linear warmup steps", at_least=0)
-    samples_per_prompt = 2    # not a flag: the rater sees two answers (train_dpo.onpolicy_pairs)
 
 
 # Smoke pairs come from the persona generator (an untrained smoke model's samples are byte soup)
 SMOKE = dict(num_prompts=32, max_steps=6, batch_size=8, eval_prompts=16, pair_source="offpolicy")
 
 
-def last_token_scores(model, prompts: list[list[int]], completions: list[list[int]], device):
-    """The score model's output at each row's last token, the end token: (N,).
-    prompts, completions: token id lists (a completion ends with the end token when done)."""
-    inputs, targets, mask = chat_batch(prompts, completions, device)
-    ids = torch.cat([inputs, targets[:, -1:]], dim=1)                    # (N, T+1): whole rows
-    positions = torch.arange(mask.size(1), device=mask.device)
-    last = (mask * positions).argmax(dim=1) + 1                           # (N,) last token's index
-    with autocast(device):
-        scores = model(ids)                                               # (N, T+1)
-    return scores.float().gather(1, last[:, None]).squeeze(1)
-
-
-@torch.no_grad()
-def scores_of_all(model, prompts, completions, batch_size=256) -> torch.Tensor:
-    """last_token_scores of every row, batch_size rows at a time, on the CPU: (N,)."""
-    device = next(model.parameters()).device
-    return torch.cat([last_token_scores(model, prompts[i:i + batch_size],
-                                        completions[i:i + batch_size], device).cpu()
-                      for i in range(0, len(prompts), batch_size)])
+def scores_of(rm, prompts: list[list[int]], answers: list[list[int]], device) -> torch.Tensor:
+    """The reward model's score of each prompt + answer (token ids), read at its end token: (N,)."""
+    return sequence_scores(rm, *chat_batch(prompts, answers, device))
 
 
 def train(cfg, rm, encoded, device):
@@ -105,11 +88,11 @@ def train(cfg, rm, encoded, device):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=rng))
             prompts, chosen, rejected = zip(*(encoded[i] for i in idx.tolist()))
-            scores = last_token_scores(net, prompts * 2, chosen + rejected, device)   # (2B,)
+            scores = scores_of(net, prompts * 2, chosen + rejected, device)          # (2B,)
             chosen_scores, rejected_scores = scores.chunk(2)                         # (B,) each
-            loss = reward_model_loss(chosen_scores, rejected_scores).mean()          # Eq. 1
-            loss = loss + cfg.center_rewards_coefficient * (
-                (chosen_scores + rejected_scores) ** 2).mean()
+            loss = (reward_model_loss(chosen_scores, rejected_scores).mean() +       # Eq. 1
+                    cfg.center_rewards_coefficient * reward_centering(chosen_scores,
+                                                                      rejected_scores).mean())
             loss.backward()
             optimizer_step(rm, opt, cfg.grad_clip)
             run.log(step, {"loss": loss.detach(), "lr": lr,
@@ -121,7 +104,8 @@ def train(cfg, rm, encoded, device):
 def normalise(rm, prompts, completions) -> tuple[float, float]:
     """Rescale the head so that these rows' scores have mean 0 and std 1; returns the
     (mean, std) they had. Pass the SFT model's answers (step 4 of the docstring)."""
-    scores = scores_of_all(rm, prompts, completions)
+    scores = in_batches(lambda p, a: scores_of(rm, p, a, rm.head.weight.device), prompts,
+                        completions)
     mean, std = scores.mean().item(), scores.std().item()
     rm.head.weight.div_(std)
     rm.head.bias.sub_(mean).div_(std)
@@ -149,7 +133,9 @@ def evaluate_rm(rm, sft_model, cfg) -> dict:
     answers, tokens = generate(sft_model, prompts, num_samples=2, seed=cfg.seed + 1)
     rows = [p for p in prompts for _ in range(2)]
     true = torch.tensor([reward(p, a) for p, a in zip(rows, answers)])
-    scores = scores_of_all(rm, [prompt_ids(p) for p in rows], tokens)
+    with torch.no_grad():
+        scores = in_batches(lambda p, a: scores_of(rm, p, a, rm.head.weight.device),
+                            [prompt_ids(p) for p in rows], tokens).cpu()
     true_diff, score_diff = (true[0::2] - true[1::2]), (scores[0::2] - scores[1::2])
     judged = true_diff != 0                                               # ties have no order
     return {"pair_accuracy": ((true_diff > 0) == (score_diff > 0))[judged].float().mean().item(),
@@ -158,29 +144,27 @@ def evaluate_rm(rm, sft_model, cfg) -> dict:
             "score_mean": scores.mean().item(), "score_std": scores.std().item()}
 
 
-def label_agreement(pairs) -> float:
-    """Share of the training pairs (true rewards not tied) whose label the true reward agrees
-    with: how noisy the rater was."""
-    diffs = [reward(r["prompt"], r["chosen"]) - reward(r["prompt"], r["rejected"]) for r in pairs]
-    judged = [d for d in diffs if d != 0]
-    return sum(d > 0 for d in judged) / max(1, len(judged))
+def build_pairs(cfg, sft_model) -> list[dict]:
+    """Step 1: the SFT model answers each training prompt twice (or two personas do) and the
+    noisy rater labels the two."""
+    prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 300)]
+    labels = dict(seed=cfg.seed + 300, label_temperature=cfg.label_temperature,
+                  length_bonus=cfg.length_bonus)
+    if cfg.pair_source == "offpolicy":
+        return offpolicy_pairs(prompts, **labels)
+    answers, _ = generate(sft_model, prompts, num_samples=2, seed=cfg.seed + 300)
+    return pairs_from_samples(prompts, answers, **labels)
 
 
 def main(cfg: RMConfig) -> dict:
     """Train, normalise, save, evaluate; returns the reward model's held-out metrics."""
     cfg, device = start_run(cfg, SMOKE, outputs=["rm.pt"])
     t0 = time.time()
-    sft_model, _, init = load_policy_and_reference(cfg, device)
+    sft_model, init = load_sft(cfg, device)
     sft_model.eval()
-    if cfg.data:
-        pairs = read_jsonl(cfg.data, ("prompt", "chosen", "rejected"))
-    else:
-        prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 300)]
-        pairs = onpolicy_pairs(sft_model, prompts, cfg, cfg.seed + 300) \
-            if cfg.pair_source == "onpolicy" else offpolicy_pairs(prompts, cfg, cfg.seed + 300)
+    pairs = read_pairs(cfg.data) if cfg.data else build_pairs(cfg, sft_model)
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
-    encoded = encode_rows(pairs, ("chosen", "rejected"), sft_model.config.block_size - 1,
-                          cfg.data or "reward model pairs")
+    encoded = encode_rows(pairs, sft_model.config.block_size - 1, cfg.data or "reward model pairs")
     rm = ScoreModel.from_gpt(sft_model)
     print(f"reward model from {init}: {len(encoded)} pairs (the rater agrees with the true "
           f"reward on {label_agreement(pairs):.3f} of them), {cfg.max_steps} steps")
@@ -191,15 +175,12 @@ def main(cfg: RMConfig) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
-    out = Path(cfg.out_dir)
-    save_checkpoint(out / "rm.pt", rm, asdict(cfg), cfg.max_steps, stage="rm",
+    save_checkpoint(Path(cfg.out_dir) / "rm.pt", rm, asdict(cfg), cfg.max_steps, stage="rm",
                     normalised_from={"mean": mean, "std": std})
-    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": label_agreement(pairs),
-               "train_seconds": train_seconds, "peak_memory_mb": peak_memory_mb(device)}
-    save_json(out / "rm_eval.json", metrics)
-    print_table({"reward model": metrics},
-                title=f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers")
-    return metrics
+    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": label_agreement(pairs)}
+    return finish(cfg.out_dir, "rm", {"reward model": metrics},
+                  f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers",
+                  train_seconds=train_seconds, device=device)
 
 
 if __name__ == "__main__":

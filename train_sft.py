@@ -28,16 +28,16 @@ from pathlib import Path
 
 import torch
 
-from cli import RunConfig, flag, run_cli
 from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
-from distributed import for_training, grad_sync, is_main, shard
-from evaluation import evaluate
 from losses import sft_loss
-from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
-from train_utils import make_optimizer, optimizer_step, print_table, save_json, set_lr, start_run
-from training_run import TrainingRun
+from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+from plumbing.distributed import for_training, grad_sync, is_main, shard
+from plumbing.evaluation import evaluate, finish
+from plumbing.flags import RunConfig, flag, run_cli
+from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.start import start_run
 
 
 @dataclass
@@ -90,9 +90,8 @@ def train(model, cfg: SFTConfig, name: str, next_batch, rng, steps: int, peak_lr
             for micro in range(cfg.grad_accum):
                 inputs, targets, mask, positions, attn_mask = next_batch()
                 with grad_sync(net, now=micro == cfg.grad_accum - 1):
-                    with autocast(device):
-                        logits = net(inputs, positions, attn_mask)           # (B, T, V)
-                        loss = sft_loss(logits, targets, mask) / cfg.grad_accum
+                    logits = net(inputs, positions, attn_mask)               # (B, T, V)
+                    loss = sft_loss(logits, targets, mask) / cfg.grad_accum
                     loss.backward()
                 tokens, total = tokens + inputs.numel(), total + loss.detach()
             grad_norm = optimizer_step(model, opt, cfg.grad_clip)
@@ -131,7 +130,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
         model, _ = load_checkpoint(cfg.init_from or Path(cfg.out_dir) / "pretrain.pt", device)
     rows = read_jsonl(cfg.data, ("prompt", "completion")) if cfg.data else \
         sft_rows(cfg.sft_rows, seed=cfg.seed + 1, digits=cfg.digits)
-    rows = encode_rows(rows, ("completion",), model.config.block_size,
+    rows = encode_rows(rows, model.config.block_size,
                        cfg.data or "generated SFT rows")                  # (prompt, completion) ids
     rng = torch.Generator().manual_seed(cfg.seed + 1)
     print(f"SFT on {len(rows):,} rows")
@@ -159,13 +158,11 @@ def main(cfg: SFTConfig) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
-    out = Path(cfg.out_dir)
     metrics, _, _ = evaluate(model, eval_prompts(cfg.eval_prompts, digits=cfg.digits),
-                          seed=cfg.seed, samples_path=out / "sft_samples.jsonl")
-    metrics["train_seconds"] = train_seconds
-    save_json(out / "sft_eval.json", metrics)
-    print_table({"sft": metrics}, title=f"\nSFT model on {cfg.eval_prompts} held-out prompts")
-    return metrics
+                             seed=cfg.seed, samples_path=Path(cfg.out_dir) / "sft_samples.jsonl")
+    return finish(cfg.out_dir, "sft", {"sft": metrics},
+                  f"\nSFT model on {cfg.eval_prompts} held-out prompts",
+                  train_seconds=train_seconds, device=device)
 
 
 if __name__ == "__main__":

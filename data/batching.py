@@ -15,6 +15,8 @@ import torch
 
 from data.tokenizer import ASSISTANT, END, USER, get_tokenizer
 
+MAX_NEW_TOKENS = 48  # the longest answer sampled; the longest persona answer is 37 tokens
+
 
 class DataError(ValueError):
     """Bad input data; the message names the file, the line and the field."""
@@ -112,18 +114,47 @@ def chat_batch(prompts: list[list[int]], completions: list[list[int]], device="c
     return ids[:, :-1], ids[:, 1:], mask
 
 
-def encode_rows(rows: list[dict], completions: tuple[str, ...], block_size: int,
-                source: str = "data", required: bool = True, extra: tuple[str, ...] = ()
-                ) -> list[tuple]:
-    """(prompt_ids, *completion_ids, *extra values) for each row: SFT rows use
-    ("completion",), preference pairs ("chosen", "rejected"), KTO rows ("completion",) with
-    extra ("label",). A row whose prompt plus longest completion is longer than
-    block_size + 1 tokens is dropped, and a note says how many; none left is an error
-    unless required=False."""
-    n = len(completions)
-    out = [(prompt_ids(r["prompt"]), *(completion_ids(r[c]) for c in completions),
+def rollout_batch(prompts: list[str], tokens: torch.Tensor, sampled: torch.Tensor, device) -> dict:
+    """A sampler's answers (model.sample) as a training batch. prompts: B strings; tokens and
+    sampled (B*G, T_new), row i*G+g answer g to prompt i. Returns, for the N = B*G rows:
+        prompt_ids, rows    token id lists: the prompt, the answer up to its end token
+        prompts, texts      the prompt and the decoded answer of each row
+        inputs, targets, mask  the rows as chat_batch lays them out, (N, T) each
+        finished, lengths   (N,) float: 1.0 where the answer ended with the end token; its tokens
+    """
+    G = len(tokens) // len(prompts)
+    rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
+    row_prompt_ids = [prompt_ids(p) for p in prompts for _ in range(G)]
+    inputs, targets, mask = chat_batch(row_prompt_ids, rows, device)
+    return dict(prompt_ids=row_prompt_ids, rows=rows, prompts=[p for p in prompts for _ in range(G)],
+                texts=[decode_completion(r) for r in rows], inputs=inputs, targets=targets,
+                mask=mask, finished=torch.tensor([float(bool(r) and r[-1] == end_id()) for r in rows]),
+                lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
+
+
+def in_batches(fn, *columns, batch_size: int = 256):
+    """fn(*slices) over consecutive slices of batch_size rows of the columns (lists of one
+    length), its results concatenated: a tensor, or a named tuple of tensors (AnswerLogps).
+    For a pass over many rows with no gradient: the reference's log-probs, an evaluation."""
+    parts = [fn(*(c[i:i + batch_size] for c in columns))
+             for i in range(0, len(columns[0]), batch_size)]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return type(parts[0])(*(torch.cat(c) for c in zip(*parts)))
+
+
+def encode_rows(rows: list[dict], block_size: int, source: str = "data",
+                required: bool = True) -> list[tuple]:
+    """Token ids of each row, by the fields it holds: (prompt, completion) for SFT rows,
+    (prompt, chosen, rejected) for preference pairs, (prompt, completion, label) for KTO's
+    labelled answers (the label kept as it is). A row whose prompt plus longest answer is
+    longer than block_size + 1 tokens is dropped, and a note says how many; none left is an
+    error unless required=False."""
+    answers = ("chosen", "rejected") if "chosen" in rows[0] else ("completion",)
+    extra = ("label",) if "label" in rows[0] else ()
+    out = [(prompt_ids(r["prompt"]), *(completion_ids(r[c]) for c in answers),
             *(r[k] for k in extra)) for r in rows]
-    kept = [e for e in out if len(e[0]) + max(map(len, e[1:1 + n])) <= block_size + 1]
+    kept = [e for e in out if len(e[0]) + max(map(len, e[1:1 + len(answers)])) <= block_size + 1]
     if len(kept) < len(out):
         print(f"note: {source}: dropped {len(out) - len(kept)} of {len(out)} rows longer than "
               f"block_size {block_size} + 1 tokens")

@@ -36,7 +36,8 @@ def sft_checkpoint() -> Path:
 def read_metrics(path) -> dict[str, list]:
     """A metrics JSONL file as columns: {"step": [...], "loss": [...], ...}."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
-    return {k: [r[k] for r in rows] for k in rows[0]}
+    return {k: [r.get(k) for r in rows]            # None where a row lacks the key (the
+            for k in dict.fromkeys(k for r in rows for k in r)}   # first holds models_in_memory)
 
 
 def run_train_dpo(folder: str, name: str, loss_fn, **flags):

@@ -6,7 +6,7 @@ def sft_dir(tmp_path_factory):
     """A smoke pretraining + SFT run, shared by the tests that need a checkpoint:
     (out_dir, its final metrics)."""
     import train_sft
-    from cli import parse_config
+    from plumbing.flags import parse_config
     out = tmp_path_factory.mktemp("out")
     metrics = train_sft.main(parse_config(train_sft.SFTConfig, "", ["--smoke", "--out_dir",
                                                                     str(out)]))

@@ -6,8 +6,11 @@ import math
 
 import pytest
 
-import compare
-import sweep
+from experiments import compare, sweep
+from experiments.claims import judge
+from experiments.measure import BEST_OF, best_of_n_kl
+from experiments.methods import EXTRAS, METHODS, chains
+from experiments.results import every, verdict
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -17,14 +20,14 @@ def test_best_of_n_kl_matches_the_exact_kl_of_many_distinct_outcomes(n):
     M = 200_000
     q = [(k / M) ** n - ((k - 1) / M) ** n for k in range(1, M + 1)]
     exact = sum(x * math.log(x * M) for x in q if x > 0)
-    assert compare.best_of_n_kl(n) == pytest.approx(exact, abs=1e-3)
+    assert best_of_n_kl(n) == pytest.approx(exact, abs=1e-3)
 
 
 def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_path):
-    chains = compare.chains(smoke=False)
-    assert all(c[0] == ["train_sft.py"] for c in chains.values())
-    runs, todo = sweep.plan(list(chains.values()), [0, 1], tmp_path)
-    assert len(runs) == 2 * len(chains)
+    planned = chains(smoke=False)
+    assert all(c[0] == ["train_sft.py"] for c in planned.values())
+    runs, todo = sweep.plan(list(planned.values()), [0, 1], tmp_path)
+    assert len(runs) == 2 * len(planned)
     scripts = [step.argv[0] for step in todo]
     assert scripts.count("train_sft.py") == 2 + 2          # one per seed, + the SFT control
     assert scripts.count("train_rm.py") == 2               # one per seed, for 3 PPO runs each
@@ -33,25 +36,28 @@ def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_pa
 
 
 def test_verdicts():
-    assert compare.every([0.9, 0.8], [0.7, 0.6]) and not compare.every([0.9, 0.5], [0.7, 0.6])
-    assert compare.every([0.1, 0.2], [0.7, 0.6], above=False)
-    assert not compare.every([], [])                        # no seeds: nothing holds
-    assert compare.verdict(True) == "holds" and compare.verdict(False) == "does not hold"
-    assert compare.verdict(False, False) == "mixed"
+    assert every([0.9, 0.8], [0.7, 0.6]) and not every([0.9, 0.5], [0.7, 0.6])
+    assert every([0.1, 0.2], [0.7, 0.6], above=False)
+    assert not every([], [])                        # no seeds: nothing holds
+    assert verdict(True) == "holds" and verdict(False) == "does not hold"
+    assert verdict(False, False) == "mixed"
 
 
 def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     result = compare.main(["--smoke", "--out", str(tmp_path)])
     assert not result["failed"]
-    assert set(result["runs"]) == {m.name for m in compare.METHODS} | set(compare.EXTRAS)
+    assert set(result["runs"]) == {m.name for m in METHODS} | set(EXTRAS)
     saved = json.loads((tmp_path / "compare.json").read_text())
-    assert set(saved["best_of_n"]["0"]) == {str(n) for n in compare.BEST_OF}
+    assert set(saved["best_of_n"]["0"]) == {str(n) for n in BEST_OF}
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
     text = (tmp_path / "compare.md").read_text()
     for heading in ("## The frontier", "## Resources", "## The first article's",
                     "## The articles' claims"):
         assert heading in text
-    rows = {row[0]: row for row in compare.claims(result)}
-    assert rows["DPO's loss is ln 2 at the start (policy = reference)"][3] == "holds"
+    assert text.index("verdicts mean nothing") < text.index("## The frontier")
+    rows = {c.claim: c for c in judge(result)}
+    assert rows["DPO's loss is ln 2 at the start (policy = reference)"].verdict == "holds"
     # the smoke run trains each method at one knob value: a claim about three is not judged
-    assert rows["PPO is less stable than DPO"][3] == "not run"
+    assert rows["PPO is less stable than DPO"].verdict == "not run"
+    # the models each script held were measured, not written down
+    assert rows["RLHF holds 4 models, DPO and GRPO 2"].verdict == "holds"

@@ -7,7 +7,7 @@ import torch
 
 from losses import sft_loss
 from model import GPT, GPTConfig, autocast, sample, sample_naive
-from train_utils import make_optimizer, optimizer_step
+from plumbing.loop import make_optimizer, optimizer_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -2,14 +2,13 @@
 of --loss kto and --loss orpo."""
 import json
 import shutil
-from types import SimpleNamespace
 
 import pytest
 
-import kto
 import train_dpo
-from cli import parse_config
+from data import pairs
 from data.batching import DataError
+from plumbing.flags import parse_config
 
 
 def write(path, rows):
@@ -21,10 +20,10 @@ def test_unpaired_rows_are_read_and_a_paired_file_is_split_in_halves(tmp_path):
     unpaired = write(tmp_path / "u.jsonl", [
         {"prompt": "What is 1 + 2?", "completion": "It is 3.", "label": True},
         {"prompt": "What is 1 + 2?", "completion": "No.", "label": False}])
-    assert [r["label"] for r in kto.read_rows(unpaired)] == [True, False]
+    assert [r["label"] for r in pairs.read_labelled_answers(unpaired)] == [True, False]
     paired = write(tmp_path / "p.jsonl", [
         {"prompt": "What is 1 + 2?", "chosen": "It is 3.", "rejected": "No."}])
-    assert kto.read_rows(paired) == [
+    assert pairs.read_labelled_answers(paired) == [
         {"prompt": "What is 1 + 2?", "completion": "It is 3.", "label": True},
         {"prompt": "What is 1 + 2?", "completion": "No.", "label": False}]
 
@@ -34,23 +33,21 @@ def test_a_label_that_is_not_a_boolean_names_file_line_and_field(tmp_path):
         {"prompt": "What is 1 + 2?", "completion": "It is 3.", "label": True},
         {"prompt": "What is 1 + 2?", "completion": "No.", "label": "no"}])
     with pytest.raises(DataError, match=r"bad.jsonl:2: field 'label' must be true or false"):
-        kto.read_rows(bad)
+        pairs.read_labelled_answers(bad)
 
 
 def test_imbalance_keeps_one_desirable_row_for_nine_undesirable():
     rows = [{"label": i < 60} for i in range(100)]                  # 60 good, 40 bad
-    kept = kto.imbalance(rows, 1 / 9, seed=0)
+    kept = pairs.imbalance(rows, 1 / 9, seed=0)
     assert sum(r["label"] for r in kept) == 4 and len(kept) == 44   # int(40 / 9) = 4
-    assert kto.imbalance(rows, 0, seed=0) == rows
+    assert pairs.imbalance(rows, 0, seed=0) == rows
 
 
 def test_class_weights_balance_by_default_and_warn_outside_the_papers_range(capsys):
-    encoded = [(None, None, True)] * 10 + [(None, None, False)] * 90
-    cfg = SimpleNamespace(desirable_weight=None, undesirable_weight=1.0)
-    assert kto.class_weights(cfg, encoded) == (9.0, 1.0)            # w_D n_D = w_U n_U
+    labels = [True] * 10 + [False] * 90
+    assert pairs.kto_weights(labels, None, 1.0) == (9.0, 1.0)      # w_D n_D = w_U n_U
     assert "warning" not in capsys.readouterr().out
-    cfg.desirable_weight = 1.0
-    kto.class_weights(cfg, encoded)
+    pairs.kto_weights(labels, 1.0, 1.0)
     assert "outside [1, 4/3]" in capsys.readouterr().out
 
 
@@ -77,7 +74,7 @@ def test_kto_smoke_starts_at_half_and_moves_the_rewards_apart(sft_dir, tmp_path)
 
 def test_orpo_smoke_starts_from_pretraining_and_lowers_its_loss(sft_dir, tmp_path, capsys):
     metrics, log = smoke(sft_dir, tmp_path, "--loss", "orpo", "--max_steps", "20")
-    assert f"orpo starts from {tmp_path / 'pretrain.pt'}" in capsys.readouterr().out
+    assert f"the policy starts from {tmp_path / 'pretrain.pt'}" in capsys.readouterr().out
     assert (tmp_path / "orpo.pt").is_file()
     assert log[-1]["loss"] < log[0]["loss"]
     for key in ["nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen"]:

@@ -93,7 +93,7 @@ def test_a_lora_dpo_run_saves_a_merged_checkpoint_that_sample_py_loads(sft_dir, 
     from pathlib import Path
 
     import train_dpo
-    from cli import parse_config
+    from plumbing.flags import parse_config
     from model import load_checkpoint
     shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
     train_dpo.main(parse_config(train_dpo.DPOConfig, "", [

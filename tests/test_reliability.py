@@ -13,10 +13,10 @@ import torch
 
 import train_dpo
 import train_sft
-import training_run
+from plumbing import loop
 from model import CheckpointError, load_checkpoint, save_checkpoint
-from cli import parse_config
-from training_run import TrainingStopped
+from plumbing.flags import parse_config
+from plumbing.loop import TrainingStopped
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,9 @@ def digest(path) -> str:
 
 
 def eval_numbers(path) -> dict:
-    return {k: v for k, v in json.loads(Path(path).read_text()).items() if "seconds" not in k}
+    """An eval file's computed numbers: not its timings, nor the process's peak memory."""
+    return {k: v for k, v in json.loads(Path(path).read_text()).items()
+            if "seconds" not in k and k != "peak_memory_mb"}
 
 
 def run_sft(out, *flags):
@@ -109,7 +111,7 @@ def test_a_failed_save_keeps_the_old_checkpoint(sft_dir, tmp_path, monkeypatch):
 @pytest.fixture(params=[False, True], ids=["read every step", "read lazily"])
 def lazy(request, monkeypatch):
     """Both ways TrainingRun reads metrics back: every step (CPU), and now and then (GPU)."""
-    monkeypatch.setattr(training_run, "reads_lazily", lambda device: request.param)
+    monkeypatch.setattr(loop, "reads_lazily", lambda device: request.param)
 
 
 def test_interrupt_then_resume_ends_with_the_same_weights(sft_dir, tmp_path, monkeypatch, lazy):

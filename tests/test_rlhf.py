@@ -8,8 +8,9 @@ import torch
 
 import train_ppo
 import train_rm
-from cli import parse_config
-from model import GPT, GPTConfig, ScoreModel, load_checkpoint
+from plumbing.flags import parse_config
+from data.batching import chat_batch
+from model import GPT, GPTConfig, ScoreModel, load_checkpoint, sequence_scores
 from test_reliability import cli
 
 CFG = GPTConfig(vocab_size=600, block_size=32, n_layer=1, n_head=2, n_embd=16)
@@ -19,11 +20,11 @@ PPO_METRICS = ["objective/kl", "objective/scores", "objective/rlhf_reward",
                "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg", "val/clipfrac_avg"]
 
 
-def test_last_token_scores_read_each_row_at_its_own_last_token():
+def test_sequence_scores_read_each_row_at_its_own_last_token():
     torch.manual_seed(0)
     model = ScoreModel(CFG)
     prompts, completions = [[1, 2, 3], [4, 5], [6]], [[7, 8], [9, 10, 11, 12], [13]]
-    scores = train_rm.last_token_scores(model, prompts, completions, torch.device("cpu"))
+    scores = sequence_scores(model, *chat_batch(prompts, completions))
     # each row alone, no padding: its score at its last position
     alone = [model(torch.tensor([p + c]))[0, -1] for p, c in zip(prompts, completions)]
     assert torch.allclose(scores, torch.stack(alone), atol=1e-5)
@@ -34,10 +35,11 @@ def test_normalise_gives_the_rows_mean_zero_and_std_one():
     model = ScoreModel(CFG)
     prompts = [[1, 2, i] for i in range(20)]
     completions = [[i + 20, i + 40] for i in range(20)]
-    before = train_rm.scores_of_all(model, prompts, completions)
-    mean, std = train_rm.normalise(model, prompts, completions)
+    with torch.no_grad():
+        before = train_rm.scores_of(model, prompts, completions, "cpu")
+        mean, std = train_rm.normalise(model, prompts, completions)
+        after = train_rm.scores_of(model, prompts, completions, "cpu")
     assert (mean, std) == pytest.approx((before.mean().item(), before.std().item()))
-    after = train_rm.scores_of_all(model, prompts, completions)
     assert after.mean().item() == pytest.approx(0, abs=1e-5)
     assert after.std().item() == pytest.approx(1, abs=1e-5)
     assert torch.allclose(after, (before - mean) / std, atol=1e-5)     # the same order

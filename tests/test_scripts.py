@@ -10,7 +10,7 @@ import torch
 
 import train_dpo
 import train_grpo
-from cli import parse_config
+from plumbing.flags import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
 
 
 def test_bench_prints_every_row(tmp_path):
-    import bench
+    from experiments import bench
     rows = bench.main(parse_config(bench.BenchConfig, "", ["--smoke", "--out_dir", str(tmp_path)]))
     kv, naive = rows["sampling, kv cache"], rows["sampling, naive"]
     assert kv["tokens"] == naive["tokens"] > 0                    # the same tokens drawn
@@ -114,8 +114,8 @@ def test_bench_prints_every_row(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py", "train_rm.py",
-                                    "train_ppo.py", "bench.py", "sweep.py", "sample.py",
-                                    "compare.py"])
+                                    "train_ppo.py", "experiments/bench.py",
+                                    "experiments/sweep.py", "sample.py", "experiments/compare.py"])
 def test_help_shows_the_docstrings_examples(script):
     out = subprocess.run([sys.executable, str(ROOT / script), "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60).stdout
@@ -124,10 +124,11 @@ def test_help_shows_the_docstrings_examples(script):
 
 @pytest.mark.parametrize("script,config", [("train_sft", "SFTConfig"), ("train_dpo", "DPOConfig"),
                                            ("train_grpo", "GRPOConfig"), ("train_rm", "RMConfig"),
-                                           ("train_ppo", "PPOConfig"), ("bench", "BenchConfig")])
+                                           ("train_ppo", "PPOConfig"),
+                                           ("experiments.bench", "BenchConfig")])
 def test_each_flag_states_its_default_at_most_once_and_is_in_a_group(script, config):
     import importlib
-    from cli import GROUP_ORDER, build_parser
+    from plumbing.flags import GROUP_ORDER, build_parser
     module = importlib.import_module(script)
     parser = build_parser(getattr(module, config), module.__doc__)
     for group in parser._action_groups[2:]:                 # after positionals and options

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-import sweep
+from experiments import sweep
 
 
 def test_seeds_and_grid_parse():

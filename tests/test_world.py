@@ -84,8 +84,9 @@ def test_sft_mix_is_close_to_the_documented_rates():
 def test_the_toy_world_imports_nothing_from_the_model_losses_or_training():
     import ast
     from pathlib import Path
-    project = {p.stem for p in Path(__file__).resolve().parents[1].glob("*.py")}  # model, ...
-    for path in (Path(__file__).resolve().parents[1] / "data").glob("*.py"):
+    root = Path(__file__).resolve().parents[1]
+    project = {p.stem for p in root.glob("*.py")} | {"plumbing", "experiments"}  # model, ...
+    for path in (root / "data").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -99,5 +100,25 @@ def test_pyproject_lists_every_top_level_module():
     import re
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    listed = re.search(r"py-modules = \[(.*?)\]", (root / "pyproject.toml").read_text(), re.S)
-    assert sorted(re.findall(r'"(\w+)"', listed.group(1))) == sorted(p.stem for p in root.glob("*.py"))
+    text = (root / "pyproject.toml").read_text()
+    modules = re.search(r"py-modules = \[(.*?)\]", text, re.S).group(1)
+    assert sorted(re.findall(r'"(\w+)"', modules)) == sorted(p.stem for p in root.glob("*.py"))
+    packages = re.search(r"packages = \[(.*?)\]", text, re.S).group(1)
+    assert sorted(re.findall(r'"(\w+)"', packages)) == sorted(
+        p.parent.name for p in root.glob("*/__init__.py"))
+
+
+def test_the_root_holds_at_most_ten_modules_and_no_script_imports_another():
+    """The root is the reading path: the files a reader opens, the plumbing and experiments in
+    their folders; a script shares through model.py, losses.py, data/ and plumbing/ only."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    modules = {p.stem for p in root.glob("*.py")}
+    assert len(modules) <= 10
+    for path in [*root.glob("*.py"), *root.glob("data/*.py"), *root.glob("plumbing/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            scripts = [n for n in names if n.split(".")[0] in modules - {"model", "losses"}]
+            assert not scripts, f"{path.name} imports {scripts}"

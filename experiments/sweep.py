@@ -1,8 +1,8 @@
 """Run training scripts over seeds (and a small grid of flags); report mean +- std.
 
-    python sweep.py --seeds 0-4 train_sft.py train_dpo.py train_grpo.py   # the default pipeline
-    python sweep.py --seeds 0-4 train_sft.py train_dpo.py --grid loss=ipo,simpo
-    python sweep.py --seeds 0-2 --jobs 2 "train_dpo.py --label_temperature 0.1" --grid beta=0.03,0.3
+    python experiments/sweep.py --seeds 0-4 train_sft.py train_dpo.py train_grpo.py   # the default pipeline
+    python experiments/sweep.py --seeds 0-4 train_sft.py train_dpo.py --grid loss=ipo,simpo
+    python experiments/sweep.py --seeds 0-2 --jobs 2 "train_dpo.py --label_temperature 0.1" --grid beta=0.03,0.3
 
 Each positional argument is one step: a script and its flags, in quotes if it has
 any. A run is one seed (and one grid point): its steps run in order, as separate
@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]      # the repository: the scripts, run from there
 
 
 @dataclass
@@ -296,7 +296,7 @@ def main(argv=None) -> dict:
           flush=True)
     t0 = time.time()
     run_steps(todo, args.jobs)
-    command = "python sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+    command = "python experiments/sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if argv is None else "sweep.main(" + repr(argv) + ")"
     text = [f"`{command}`: {time.time() - t0:.0f} s wall, {args.jobs} at a time", ""]
     results = {}

@@ -1,7 +1,7 @@
 """Reward over-optimisation (Gao et al. 2022) in PPO's metrics files: the reward model's
 score against the true reward of the same rollouts, step by step.
 
-    python extras/overoptimisation.py sweeps/overopt/seed*/train_ppo_max_steps_400_kl_coef_0/ppo_metrics.jsonl
+    python experiments/overoptimisation.py sweeps/overopt/seed*/train_ppo_max_steps_400_kl_coef_0/ppo_metrics.jsonl
 
 For each run (one ppo_metrics.jsonl each), in windows of --window steps: the true reward
 at the start, at its peak and at the end, the reward model's score (objective/scores) at

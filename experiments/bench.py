@@ -1,8 +1,8 @@
 """Benchmarks that print a table for this machine (medians of --repeats timed runs).
 
-    python bench.py                          # the default model, on the default device
-    python bench.py --n_layer 8 --n_embd 512 --block_size 256 --batch_size 32   # a bigger one
-    python bench.py --smoke                  # every row once, on a tiny model (seconds)
+    python experiments/bench.py                          # the default model, on the default device
+    python experiments/bench.py --n_layer 8 --n_embd 512 --block_size 256 --batch_size 32   # a bigger one
+    python experiments/bench.py --smoke                  # every row once, on a tiny model (seconds)
 
 Rows:
     matmul peak      this machine's own measured matmul FLOP/s (fp32 on CPU, bf16 on
@@ -34,18 +34,20 @@ from pathlib import Path
 
 import torch
 
-from cli import check_bounds, flag, run_cli
-from data.batching import end_id, prompt_ids, stream_batch, token_stream
+from data.batching import (MAX_NEW_TOKENS, chat_batch, encode_rows, end_id, prompt_ids,
+                           stream_batch, token_stream)
+from data.pairs import offpolicy_pairs
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines
-from distributed import for_training
-from evaluation import MAX_NEW_TOKENS
-from losses import dpo_loss, sft_loss
-from model import (GPT, AdaptersOff, GPTConfig, add_lora, autocast, get_device, load_checkpoint,
-                   sample, sample_naive)
-from train_dpo import DPOConfig, encode_pairs, offpolicy_pairs, pair_logps
-import train_utils
-from train_utils import make_optimizer, optimizer_step, print_table, smoke_config
+from losses import AnswerLogps, answer_logps, dpo_loss, sft_loss
+from model import (GPT, AdaptersOff, GPTConfig, add_lora, get_device, load_checkpoint, sample,
+                   sample_naive)
+from plumbing import evaluation
+from plumbing.distributed import for_training
+from plumbing.evaluation import print_table
+from plumbing.flags import check_bounds, flag, run_cli
+from plumbing.loop import make_optimizer, optimizer_step
+from plumbing.start import smoke_config
 
 
 @dataclass
@@ -100,8 +102,8 @@ def median_seconds(fn, device, repeats: int) -> float:
 
 
 def peak_memory_mb(device) -> float:
-    """train_utils.peak_memory_mb, with the GPU's peak reset after each row (each row its own)."""
-    mb = train_utils.peak_memory_mb(device)
+    """evaluation.peak_memory_mb, with the GPU's peak reset after each row (each row its own)."""
+    mb = evaluation.peak_memory_mb(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     return mb
@@ -127,8 +129,7 @@ def bench_training(cfg, model_cfg, device) -> dict:
         for _ in range(cfg.steps):
             inputs, targets, positions, attn_mask = stream_batch(
                 stream, starts, cfg.batch_size, cfg.block_size, rng, device)
-            with autocast(device):
-                loss = sft_loss(net(inputs, positions, attn_mask), targets, None)
+            loss = sft_loss(net(inputs, positions, attn_mask), targets, None)
             loss.backward()
             optimizer_step(model, opt, 1.0)
 
@@ -150,19 +151,25 @@ def bench_dpo(cfg, model_cfg, device, reference: str) -> dict:
         ref_model = AdaptersOff(add_lora(policy, cfg.lora_rank, 2 * cfg.lora_rank))
     net = for_training(policy, cfg.compile)
     opt = make_optimizer(policy, 1e-4, 0.0, device)         # the parameters that train
-    pairs = offpolicy_pairs(eval_prompts(256), DPOConfig(), seed=0)
-    batch = encode_pairs(pairs, model_cfg.block_size, "bench pairs")[:cfg.batch_size]
+    batch = encode_rows(offpolicy_pairs(eval_prompts(256), seed=0), model_cfg.block_size,
+                        "bench pairs")[:cfg.batch_size]
+    prompts, chosen, rejected = zip(*batch)
+    inputs, targets, mask = chat_batch(prompts * 2, chosen + rejected, device)  # 2B rows
+
+    def pair_logps(model) -> AnswerLogps:                 # (B, 2), as train_dpo.logps_of
+        return answer_logps(model(inputs), targets, mask).as_pairs()
     with torch.no_grad():
-        precomputed = pair_logps(policy, batch, device)
+        precomputed = pair_logps(policy)
 
     def steps():
         for _ in range(cfg.steps):
             ref = precomputed
             if ref_model is not None:
                 with torch.no_grad():
-                    ref = pair_logps(ref_model, batch, device)
-            logps = pair_logps(net, batch, device)
-            dpo_loss(logps.chosen, logps.rejected, ref.chosen, ref.rejected)[0].mean().backward()
+                    ref = pair_logps(ref_model)
+            logps = pair_logps(net)
+            dpo_loss(logps.chosen.total, logps.rejected.total, ref.chosen.total,
+                     ref.rejected.total)[0].mean().backward()
             optimizer_step(policy, opt, 1.0)
 
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)

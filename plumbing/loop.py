@@ -1,11 +1,15 @@
-"""The plumbing around a training loop: resume, Ctrl-C, the NaN guard, metrics read back
-from the GPU, the metrics file, the progress bar and the saved states.
+"""The plumbing around a training loop: AdamW and its schedule, and TrainingRun (resume,
+Ctrl-C, the NaN guard, metrics read back from the GPU, the metrics file, the progress bar
+and the saved states).
 
 Skip this file on a first read. A script's loop stays in the script and calls this:
 
+    opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     with TrainingRun("dpo", cfg, policy, opt, rng, steps=cfg.max_steps, log_every=25) as run:
         for step in range(run.start, cfg.max_steps):
-            ...                                   # batch, forward, loss, backward, step
+            lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
+            ...                                   # batch, forward, loss, backward
+            optimizer_step(policy, opt, cfg.grad_clip)
             run.log(step, {"loss": loss.detach(), ...})
 """
 
@@ -21,8 +25,43 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from distributed import all_reduce_mean, is_main, world_size
 from model import first_line, read_checkpoint, save_checkpoint
+from plumbing.distributed import all_reduce_mean, is_main, world_size
+from plumbing.evaluation import models_in_memory
+
+
+def make_optimizer(model, learning_rate: float, weight_decay: float, device):
+    """AdamW; weight decay on matrices only (not on LayerNorm gains or biases)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95),
+                             fused=device.type == "cuda")
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warmup to `peak`, then cosine decay to peak/10 at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_lr(opt, step: int, total: int, warmup: int, peak: float) -> float:
+    """Give every parameter group this step's learning rate (lr_at) and return it."""
+    lr = lr_at(step, total, warmup, peak)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimizer_step(model, opt, grad_clip: float) -> torch.Tensor:
+    """Clip the accumulated gradient's norm, step, clear; returns the norm before clipping."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 class TrainingStopped(Exception):
@@ -38,6 +77,8 @@ class TrainingRun:
 
     - start is 0, or with --resume the step saved in OUT_DIR/<name>_state.pt (model,
       optimizer, random generators), which are restored.
+    - The first step's line in the metrics file also holds models_in_memory: the distinct
+      sets of transformer weights alive as training starts (the resources table reads it).
     - log(step, metrics) takes the step's metrics, tensors or numbers. On a GPU they are
       read back only every `log_every` steps, at saves and at the end (one copy for all
       pending steps), so the host never waits for the GPU in between; on a CPU every
@@ -70,6 +111,7 @@ class TrainingRun:
         self.bar = tqdm(desc=self.name, total=self.steps, initial=self.start,
                         disable=None if self.main else True)
         self.ctrl_c = CtrlC().__enter__()
+        self.held = {"models_in_memory": models_in_memory()}   # written with the first step
         self.pending, self.t_read = [], time.perf_counter()   # steps not yet read back
         return self
 
@@ -112,7 +154,8 @@ class TrainingRun:
     def report(self, step: int, metrics: dict) -> None:
         """To the metrics file, to the bar, and, when the bar is off (output is not a
         terminal), as a log line every log_every steps and at the end."""
-        self.metrics_file.write(step, metrics)
+        self.metrics_file.write(step, {**metrics, **self.held})
+        self.held = {}
         self.bar.set_postfix_str(" ".join(f"{k} {metrics[k]:.3f}" for k in self.show))
         if self.bar.disable and (step % self.log_every == 0 or step == self.steps - 1):
             print(" | ".join([f"step {step}"] + [f"{k} {v:.4g}" for k, v in metrics.items()]))

@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import sys
 
-from distributed import leave_process_group
-from training_run import TrainingStopped
+from plumbing.distributed import leave_process_group
+from plumbing.loop import TrainingStopped
 
 
 def flag(default, help: str, group: str = "training", **bounds):

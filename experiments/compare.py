@@ -1,0 +1,128 @@
+"""Every method on one task: the reward-vs-KL frontier, the resources table, the claims.
+
+True reward against KL to the SFT model for every method, what each costs, and the claims
+of the two articles this project grew from, each against a measurement.
+
+    python experiments/compare.py            # the full run: seeds 0-2, 2 runs at a time
+    python experiments/compare.py --seeds 0-4 --jobs 2
+    python experiments/compare.py --smoke    # one seed, seconds-long runs (the tests run it)
+
+What runs, from the same SFT checkpoint of each seed (through sweep.py's planner and runner:
+one process and one folder per run, each seed's SFT model trained once, finished runs
+reused, so a second call with the same --out only re-reads them and redraws):
+- METHODS: DPO (the paper's loss, on Bradley-Terry labels, and with the RPO term), IPO,
+  SimPO, KTO, ORPO (from the pretrained checkpoint), LoRA-DPO, GRPO, and PPO with its reward
+  model, each at three strengths of the knob that keeps it near the reference (beta, tau,
+  lambda or kl_coef): each method traces a curve of true reward against KL.
+- Baselines, no training: best-of-N sampling from the SFT model (N = 1 ... 16; the KL of
+  the best of N samples to the SFT model is log N - (N-1)/N, Stiennon et al. 2020), and the
+  same compute spent on more SFT (EXTRAS["sft_control"], its KL measured here).
+- EXTRAS: the runs some claims need (DPO at SFT's learning rate, on a small pair set, with a
+  length-biased labeller, from the pretrained model, on off-policy pairs; SimPO with that
+  labeller), and in this process the spread of GRPO's group baseline against G.
+
+What it writes in --out: compare.json (every run's eval metrics, the first and last logged
+training metrics, and the measurements made here), compare.md (the frontier's numbers, the
+resources table, the articles' method-selection table and the claims table, each cell a
+mean +- sample std over seeds with n), frontier.png, and the plot again at --figure.
+The pieces: methods.py (what runs), measure.py (what is measured here), claims.py (each
+claim and its rule), report.py (the plot and the tables).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from experiments import sweep
+from experiments.measure import measure
+from experiments.methods import chains, stage_of
+from experiments.report import plot, report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
+    """Train (or reuse) every run; {"runs": {name: {value: {seed: metrics}}}, "sft": {seed:
+    the SFT model's eval}}, with each run's folder and its metrics file in brief (read_log)."""
+    runs_of = chains(smoke)
+    keys = list(runs_of)
+    runs, todo = sweep.plan(list(runs_of.values()), seeds, out)
+    print(f"{len(runs)} runs ({len(keys)} per seed x {len(seeds)} seeds) in {out}", flush=True)
+    sweep.run_steps(todo, jobs)
+    result = {"runs": {}, "sft": {}, "failed": []}
+    for seed, c, last in runs:
+        name, value = keys[c]
+        if not last.ok:
+            result["failed"].append(f"{name} {value} seed {seed}")
+            continue
+        metrics = sweep.run_metrics(last)
+        metrics["folder"] = str(last.folder)
+        log = last.folder / f"{stage_of(last.argv)}_metrics.jsonl"
+        if log.exists():
+            metrics["log"] = read_log(log)
+        result["runs"].setdefault(name, {}).setdefault(value, {})[str(seed)] = metrics
+    for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed
+        result["sft"][str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
+    return result
+
+
+def read_log(path: Path, window: int = 10) -> dict:
+    """A metrics file in brief: the first logged step (step 0), the means of each metric over
+    `window` logged steps around the middle and at the end (one batch's numbers are noisy),
+    the median seconds per step (step 0 left out: it includes warm-up), the steps."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    mid = len(lines) // 2
+
+    def average(rows):
+        return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]
+                if all(isinstance(r.get(k), (int, float)) for r in rows)}
+    return {"first": lines[0], "middle": average(lines[max(0, mid - window // 2):][:window]),
+            "last": average(lines[-window:]),
+            "median_dt": statistics.median(r["dt"] for r in lines[1:] or lines),
+            "steps": lines[-1]["step"] + 1}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", default=None,
+                        help="seeds and ranges (default: 0-2; 0 with --smoke)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (default: 2)")
+    parser.add_argument("--out", default=None, help="folder of the runs and the results "
+                        "(default: sweeps/compare; sweeps/compare_smoke with --smoke)")
+    parser.add_argument("--figure", default=None, help="also save the plot here (default: "
+                        "docs/frontier.png; none with --smoke)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one seed, seconds-long runs, the first knob value of each method")
+    args = parser.parse_args(argv)
+    try:
+        seeds = sweep.parse_seeds(args.seeds or (["0"] if args.smoke else ["0-2"]))
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    out = Path(args.out or ("sweeps/compare_smoke" if args.smoke else "sweeps/compare")).resolve()
+    t0 = time.time()
+    result = run_all(args.smoke, seeds, out, args.jobs)
+    if not result["sft"]:
+        sys.exit("error: no run finished (see the FAIL lines above)")
+    print("measuring best-of-N, GRPO's group baseline and the SFT control's KL", flush=True)
+    measure(result, [int(s) for s in result["sft"]], out, args.smoke)
+    (out / "compare.json").write_text(json.dumps(result, indent=1))
+    figures = [out / "frontier.png"]
+    if args.figure or not args.smoke:
+        figures.append(Path(args.figure or ROOT / "docs" / "frontier.png"))
+    plot(result, figures)
+    text = report(result, seeds, time.time() - t0, args.smoke)
+    (out / "compare.md").write_text(text + "\n")
+    print(text)
+    print(f"\nresults: {out / 'compare.md'}, compare.json; plot: "
+          f"{', '.join(map(str, figures))}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

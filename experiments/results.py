@@ -1,0 +1,88 @@
+"""Reading compare's results: a run's number per seed, the seeds two columns share, mean ±
+std, and the two words every verdict is made of. Standard library only."""
+
+import math
+
+from experiments.methods import METHODS, PPO, Method
+from experiments.sweep import summarize
+
+
+def at(run: dict, key: str) -> float:
+    """A run's number: an eval metric ('dpo/reward_mean'), or a logged training metric at the
+    first, middle or last logged step ('log:last:rewards/margins')."""
+    if key.startswith("log:"):
+        _, when, name = key.split(":")
+        return run.get("log", {}).get(when, {}).get(name, math.nan)
+    return run.get(key, math.nan)
+
+
+def by_seed(result: dict, name: str, value: str, key: str) -> dict[str, float]:
+    """{seed: the number} of one method (or extra) at one knob value ("" for an extra)."""
+    return {seed: at(run, key) for seed, run in result["runs"].get(name, {}).get(value, {}).items()}
+
+
+def of(result: dict, m: Method, value: str, metric: str) -> dict[str, float]:
+    """{seed: a metric of m's own stage} at knob value `value` ('reward_mean', 'kl_to_ref')."""
+    return by_seed(result, m.name, value, f"{m.stage}/{metric}")
+
+
+def sft_by_seed(result: dict, key: str = "reward_mean") -> dict[str, float]:
+    return {seed: e[key] for seed, e in result["sft"].items()}
+
+
+def paired(*columns: dict) -> list[list[float]]:
+    """The columns' values on the seeds they all have, each column a list in seed order."""
+    seeds = sorted(set.intersection(*(set(c) for c in columns)), key=int)
+    return [[c[s] for s in seeds] for c in columns]
+
+
+def ms(values, f=".3f") -> str:
+    """'mean ± std' over the finite values (sample std; 0 for one value), or 'n/a'."""
+    s = summarize(list(values))
+    return "n/a" if not s["n"] else f"{s['mean']:{f}} ± {s['std']:{f}}"
+
+
+def mean(values) -> float:
+    return summarize(list(values))["mean"]
+
+
+def std(values) -> float:
+    return summarize(list(values))["std"]
+
+
+def middle(result: dict, m: Method) -> str:
+    """The knob value of m's resources row: the middle one, or the nearest that ran."""
+    ran = [v for v in m.values if v in result["runs"].get(m.name, {})]
+    return min(ran, key=lambda v: abs(m.values.index(v) - len(m.values) // 2)) if ran else ""
+
+
+def every(a: list[float], b: list[float], above=True) -> bool:
+    """a above (or below) b on every seed both have."""
+    return bool(a) and all((x > y) == above for x, y in zip(a, b))
+
+
+def verdict(holds: bool, fails: bool = None) -> str:
+    """'holds', 'does not hold', or 'mixed' (neither on every seed)."""
+    fails = (not holds) if fails is None else fails
+    return "holds" if holds else "does not hold" if fails else "mixed"
+
+
+def resources(result: dict) -> dict[str, dict]:
+    """Per method, at its middle knob value, per seed: what the resources table shows. PPO's
+    include its reward model's stage (peak memory: the larger; time: the sum); models: the
+    distinct sets of weights alive as training started, measured by the script."""
+    out = {}
+    for m in METHODS:
+        v = middle(result, m)
+        runs = result["runs"].get(m.name, {}).get(v, {})
+        rm = m is PPO
+        out[m.name] = {
+            "value": v,
+            "models": [at(r, "log:first:models_in_memory") for r in runs.values()],
+            "peak_mb": [max(at(r, f"{m.stage}/peak_memory_mb"),
+                            at(r, "rm/peak_memory_mb") if rm else 0) for r in runs.values()],
+            "dt": [r.get("log", {}).get("median_dt", math.nan) for r in runs.values()],
+            "steps": [r.get("log", {}).get("steps", math.nan) for r in runs.values()],
+            "train_seconds": [at(r, f"{m.stage}/train_seconds") +
+                              (at(r, "rm/train_seconds") if rm else 0) for r in runs.values()]}
+    return out

@@ -1,0 +1,197 @@
+"""The evaluation every stage ends with, judged by the toy world's true reward
+(data.world.reward), and the end-of-run outputs: the before/after table, the eval file.
+
+It samples from a model, so it lives beside the scripts, not in data/; the log-probs it
+measures with are the training scripts' own (losses.answer_logps).
+
+On held-out prompts: one sample at temperature 1 and one greedy answer each.
+    accuracy          sampled answers that are correct
+    accuracy_greedy   greedy answers that are correct
+    reward_mean       mean true reward of the sampled answers
+    persona/<name>    share of sampled answers in each persona
+    mean_length       mean sampled completion length in tokens (end token included)
+    answer_skill      accuracy of the sampled answers that mean to be right (see answer_skill)
+    seconds           wall time of the evaluation
+"""
+
+import gc
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from data.batching import (MAX_NEW_TOKENS, chat_batch, decode_completion, encode_rows, end_id,
+                           in_batches, prompt_ids, write_jsonl)
+from data.pairs import pairs_from_samples
+from data.world import PERSONA_MIX, classify_persona, is_correct, reward
+from losses import answer_logps
+from model import GPT, sample
+
+
+def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=0,
+             max_new_tokens=MAX_NEW_TOKENS, batch_size=256, top_k=None):
+    """Completions for each prompt: (texts, token id lists), row i*G+g = sample g of prompt i.
+
+    The id lists hold the sampled tokens up to and including the first end token.
+    """
+    was_training = model.training
+    model.eval()
+    rng = torch.Generator().manual_seed(seed)
+    texts, token_rows = [], []
+    for i in range(0, len(prompts), batch_size):
+        chunk = [prompt_ids(p) for p in prompts[i:i + batch_size]]
+        tokens, mask = sample(model, chunk, max_new_tokens=max_new_tokens, end_id=end_id(),
+                              temperature=temperature, top_k=top_k, num_samples=num_samples,
+                              generator=rng)
+        for row, m in zip(tokens.tolist(), mask.tolist()):
+            ids = [t for t, keep in zip(row, m) if keep]
+            token_rows.append(ids)
+            texts.append(decode_completion(ids))
+    model.train(was_training)
+    return texts, token_rows
+
+
+def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
+    """(metrics, sampled responses, their token ids): the shared metrics (see the module
+    docstring), and one sample per prompt, in prompt order."""
+    t0 = time.time()
+    sampled, sampled_tokens = generate(model, prompts, temperature=1.0, seed=seed)
+    greedy, _ = generate(model, prompts, temperature=0.0)
+    rewards = [reward(p, r) for p, r in zip(prompts, sampled)]
+    personas = [classify_persona(r) for r in sampled]
+    n = len(prompts)
+    metrics = {
+        "accuracy": sum(is_correct(p, r) for p, r in zip(prompts, sampled)) / n,
+        "accuracy_greedy": sum(is_correct(p, r) for p, r in zip(prompts, greedy)) / n,
+        "reward_mean": sum(rewards) / n,
+        **{f"persona/{name}": personas.count(name) / n for name in [*PERSONA_MIX, "other"]},
+        "mean_length": sum(len(t) for t in sampled_tokens) / n,
+        "answer_skill": answer_skill(prompts, sampled),
+    }
+    if samples_path is not None:
+        write_jsonl(samples_path, [{"prompt": p, "response": r, "reward": w}
+                                   for p, r, w in zip(prompts, sampled, rewards)])
+    metrics["seconds"] = time.time() - t0
+    return metrics, sampled, sampled_tokens
+
+
+def against_reference(policy, reference, prompts, *, seed: int, samples_path):
+    """The evaluation of an aligned policy beside its reference (the SFT model): (before,
+    after, (reference's sampled tokens, policy's)), the metrics of each, and in after the
+    policy's win rate against the reference's answers and its KL to the reference."""
+    before, ref_samples, ref_tokens = evaluate(reference, prompts, seed=seed)
+    after, samples, tokens = evaluate(policy, prompts, seed=seed, samples_path=samples_path)
+    after["win_rate_vs_sft"] = win_rate(prompts, samples, ref_samples)
+    after["kl_to_ref"] = kl_to_reference(policy, reference, prompts, tokens)
+    return before, after, (ref_tokens, tokens)
+
+
+def implicit_reward_accuracy(reference, prompts, rewards, samples_per_prompt: int, *,
+                             seed: int) -> float:
+    """Share of held-out pairs, the reference's answers to held-out prompts best against worst
+    (data.pairs.pairs_from_samples), whose chosen answer `rewards` ranks first; rewards(pairs
+    as token ids) -> (chosen (P,), rejected (P,)). NaN if no pair fits the context."""
+    answers, _ = generate(reference, prompts, num_samples=samples_per_prompt, seed=seed)
+    pairs = encode_rows(pairs_from_samples(prompts, answers, seed=seed),
+                        reference.config.block_size, "held-out pairs", required=False)
+    if not pairs:
+        return float("nan")
+    chosen, rejected = rewards(pairs)
+    return (chosen > rejected).float().mean().item()
+
+
+def answer_skill(prompts: list[str], responses: list[str]) -> float:
+    """Accuracy among answers in a persona that means to be right (not careless or refusing)."""
+    judged = [is_correct(p, r) for p, r in zip(prompts, responses)
+              if classify_persona(r) in ("concise", "friendly", "chatty", "rude")]
+    return sum(judged) / max(1, len(judged))
+
+
+@torch.no_grad()
+def kl_to_reference(policy, reference, prompts, token_rows) -> float:
+    """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref."""
+    device = next(policy.parameters()).device
+
+    def logps(model, prompt_rows, answers):
+        inputs, targets, mask = chat_batch(prompt_rows, answers, device)
+        return answer_logps(model(inputs), targets, mask).total            # (n,)
+    ids = [prompt_ids(p) for p in prompts]
+    return (in_batches(lambda p, a: logps(policy, p, a), ids, token_rows) -
+            in_batches(lambda p, a: logps(reference, p, a), ids, token_rows)).mean().item()
+
+
+def win_rate(prompts, responses, baseline_responses) -> float:
+    """Share of prompts where the response out-scores the baseline's; ties count half."""
+    wins = [0.5 if a == b else float(a > b) for a, b in
+            ((reward(p, r), reward(p, s)) for p, r, s in zip(prompts, responses, baseline_responses))]
+    return sum(wins) / len(wins)
+
+
+def pass_at(model, prompts, G: int, seed: int) -> float:
+    """Share of prompts with at least one right answer among G samples (pass@G)."""
+    answers, _ = generate(model, prompts, num_samples=G, seed=seed)
+    return sum(any(is_correct(p, a) for a in answers[i * G:(i + 1) * G])
+               for i, p in enumerate(prompts)) / len(prompts)
+
+
+# ------------------------------------------------------------------ what the run held and used
+
+def models_in_memory() -> int:
+    """Distinct sets of transformer weights alive in this process now: every GPT object
+    (a ScoreModel's body is one) counted once per distinct embedding tensor, so a LoRA policy
+    and its adapters-off reference count as one, a frozen copy as two. Measured, not declared:
+    the resources table reads it from the first logged step."""
+    gc.collect()                      # a model dropped in a reference cycle is not alive
+    return len({obj.wte.weight.data_ptr() for obj in gc.get_objects() if type(obj) is GPT})
+
+
+def peak_memory_mb(device) -> float:
+    """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10     # KiB on Linux
+
+
+# ------------------------------------------------------------------ the end-of-run outputs
+
+def finish(out_dir, stage: str, columns: dict[str, dict], title: str, *, train_seconds: float,
+           device) -> dict:
+    """The end of a run: the last column (the stage's own metrics) gets train_seconds and the
+    peak memory and is saved as OUT_DIR/<stage>_eval.json; the table is printed, saying where
+    the stage's files went. Returns the stage's metrics."""
+    metrics = list(columns.values())[-1]
+    metrics.update(train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(device))
+    save_json(Path(out_dir) / f"{stage}_eval.json", metrics)
+    print_table(columns, title)
+    saved = [f"{stage}{end}" for end in (".pt", "_eval.json", "_samples.jsonl", "_metrics.jsonl")
+             if (Path(out_dir) / f"{stage}{end}").exists()]
+    print(f"saved in {out_dir}/: {', '.join(saved)} (peak memory "
+          f"{metrics['peak_memory_mb']:.0f} MiB, "
+          f"{'allocated on the GPU' if device.type == 'cuda' else 'resident, whole process'})")
+    return metrics
+
+
+def print_table(columns: dict[str, dict], title: str = "") -> str:
+    """Rows = metric names, one column per run (e.g. {"sft": {...}, "dpo": {...}})."""
+    names = list(dict.fromkeys(k for col in columns.values() for k in col))
+    width = max(len(n) for n in names) + 2
+    cw = max(12, *(len(c) + 2 for c in columns))                          # column width
+    lines = [title] if title else []
+    lines.append(" " * width + "".join(f"{c:>{cw}}" for c in columns))
+    for n in names:
+        cells = [columns[c].get(n) for c in columns]
+        lines.append(f"{n:<{width}}" + "".join(
+            f"{v:>{cw}.3f}" if isinstance(v, float) else f"{'' if v is None else v:>{cw}}"
+            for v in cells))
+    text = "\n".join(lines)
+    print(text)
+    sys.stdout.flush()
+    return text
+
+
+def save_json(path, obj) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
