@@ -226,8 +226,32 @@ def grpo_advantages(rewards, group_size: int, scale: str = "group", eps: float =
     return centered.reshape(-1)
 
 
+def rloo_advantages(rewards, group_size: int):
+    """REINFORCE leave-one-out (Kool et al. 2019; RLOO, Ahmadian et al. 2024): (N,) -> (N,).
+
+    A_i = r_i - mean of the other G - 1 rewards of its group = G / (G - 1) (r_i - mean(group)),
+    no std scaling: each answer's baseline is its group without it, so it is unbiased.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2, got {group_size}")
+    groups = rewards.view(-1, group_size)                                # (N/G, G)
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(-1)
+
+
+def best_of_group_advantages(rewards, group_size: int, generator=None):
+    """Online rejection sampling (RAFT, Dong et al. 2023): (N,) -> (N,), 1.0 for the best
+    answer of each group (ties broken at random with `generator`), 0.0 for the others. With
+    one update per batch, GRPO's loss on these advantages is the NLL of each group's best."""
+    groups = rewards.view(-1, group_size)                                # (N/G, G)
+    is_best = groups == groups.max(dim=1, keepdim=True).values
+    draw = torch.rand(groups.shape, generator=generator).to(rewards.device)
+    pick = torch.where(is_best, draw, -1.0).argmax(dim=1)                # a random best
+    return torch.zeros_like(groups).scatter_(1, pick[:, None], 1.0).reshape(-1)
+
+
 def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.2,
-              beta: float = 0.04, loss_type: str = "grpo"):
+              beta: float = 0.04, loss_type: str = "grpo", max_completion_length: int = None):
     """The GRPO objective (Shao et al. 2024, Eq. 3), negated to be minimised.
 
     Per token: -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + beta * KL, with
@@ -236,7 +260,9 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
     advantages (N,); mask (N, T) 1.0 on completion tokens.
     loss_type aggregates the per-token terms:
         "grpo"     mean over each sequence's tokens, then over sequences (the paper)
-        "dr_grpo"  token sum / (N * T), T the mask's width (Dr. GRPO: no length bias)
+        "dr_grpo"  token sum / (N * max_completion_length), a constant (Dr. GRPO, Liu et al.
+                   2025: no length bias; TRL divides by max_completion_length), never the
+                   batch's padded width, which changes from batch to batch
         "dapo"     token sum / number of tokens (DAPO: token-level mean)
     ref_logps=None or beta=0 drops the KL term. Returns (loss, metrics): the metrics
     are detached 0-dim tensors (clip_ratio, kl; kl is 0.0 without the KL term), read
@@ -255,7 +281,9 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
     if loss_type == "grpo":
         loss = ((per_token * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
     elif loss_type == "dr_grpo":
-        loss = (per_token * mask).sum() / (mask.size(0) * mask.size(1))
+        if max_completion_length is None:
+            raise ValueError("loss_type dr_grpo divides by max_completion_length: pass it")
+        loss = (per_token * mask).sum() / (mask.size(0) * max_completion_length)
     elif loss_type == "dapo":
         loss = (per_token * mask).sum() / mask.sum().clamp_min(1)
     else:

@@ -2,16 +2,19 @@
 
     python sample.py out/sft.pt "What is 47 + 38?"
     python sample.py out/dpo.pt "What is 47 + 38?" --num_samples 4
-    python sample.py out/grpo.pt --greedy < prompts.txt     # one prompt a line
+    printf 'What is 12 + 34?\\nReverse the digits of 472.\\n' | python sample.py out/grpo.pt --greedy
 
 Each answer is sampled with the KV cache (model.sample) at --temperature, or greedily,
-and ends at the end token or when the model's context is full.
+and ends at the end token or when the model's context is full. The models know only the
+toy world's four question forms, with the numbers of its difficulty (2 digits; 3 to reverse);
+a prompt of another form is answered anyway, with a note, and its answers mean nothing.
 """
 
 import argparse
 import sys
 
 from data.batching import MAX_NEW_TOKENS, prompt_ids
+from data.world import QUESTION_FORMS, is_known_form
 from model import get_device, load_checkpoint
 from plumbing.evaluation import generate
 from plumbing.flags import examples
@@ -49,10 +52,16 @@ def main(argv=None) -> None:
         parser.error("--num_samples must be >= 1 and --temperature >= 0")
     model, ckpt = load_checkpoint(args.checkpoint, get_device(args.device))
     prompts = args.prompts or [line.strip() for line in sys.stdin if line.strip()]
+    if not all(p.strip() for p in prompts):
+        raise ValueError(f"an empty prompt; ask one of the toy world's questions, such as "
+                         f"{QUESTION_FORMS[0]!r}")
     print(f"{args.checkpoint}: stage {ckpt.get('stage', '?')}, "
           f"{model.num_params() / 1e6:.2f}M parameters")
     for prompt in prompts:
         print(f"> {prompt}")
+        if prompt.strip() and not is_known_form(prompt):
+            print("  (note: the model knows only " + ", ".join(f'"{q}"' for q in QUESTION_FORMS) +
+                  ", with 2-digit numbers; it answers this anyway, and the answer means nothing)")
         for text in answer(model.eval(), prompt, args.num_samples,
                            0.0 if args.greedy else args.temperature, args.seed):
             print(f"  {text}")
@@ -61,5 +70,5 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except ValueError as e:                # a bad checkpoint, a prompt too long
+    except ValueError as e:                # a bad checkpoint, a prompt empty or too long
         sys.exit(f"error: {e}")

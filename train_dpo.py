@@ -6,12 +6,11 @@ pretrained one.
     python train_dpo.py --loss simpo          # SimPO: no reference model
     python train_dpo.py --loss kto            # KTO: answers labelled good or bad, no pairs
     python train_dpo.py --loss orpo           # ORPO: from pretrain.pt, no SFT stage, no reference
-    python train_dpo.py --data pairs.jsonl    # your own {"prompt","chosen","rejected"} rows
+    python train_dpo.py --rounds 3 --out_dir out/iterative --init_from out/sft.pt   # online
 
-DPO (Rafailov et al. 2023) turns the RLHF objective, max E[r] - beta KL(pi || pi_ref),
-into a loss on preference pairs: -log sigmoid(beta [log pi/pi_ref (y_w) - log pi/pi_ref (y_l)]),
-derived in five steps beside losses.dpo_loss. One step here: a batch of pairs, one forward
-over chosen and rejected answers (logps_of), the objective (preference_loss), the optimizer.
+DPO (Rafailov et al. 2023) turns max E[r] - beta KL(pi || pi_ref) into a loss on pairs (its
+derivation beside losses.dpo_loss). One step (train): a batch of pairs, one forward over chosen
+and rejected answers (logps_of), the objective (preference_loss), the optimizer step.
 
 Where this departs from the paper, and why:
 - The loss adds the chosen answer's length-normalised NLL (--rpo_alpha 1), as Iterative RPO
@@ -21,6 +20,8 @@ Where this departs from the paper, and why:
   worst, ties dropped (data/pairs.py), not a fixed dataset; --label_temperature T draws
   labels from Bradley-Terry, P(a beats b) = sigmoid((r_a - r_b) / T), as noisy humans do.
 - The frozen reference's log-probs are computed once, before training (exact).
+- --rounds R is iterative (online) DPO: R rounds, each on the policy's own judged answers to a
+  new 1/R of the prompts (a resumed run builds its round's from the policy it resumes).
 - IPO, SimPO and ORPO take per-token mean log-probs (IPO's authors and TRL; --ipo_sum: sums).
   KTO's answers are labelled by a rule on the true reward; w_D n_D = w_U n_U by default.
 - ORPO (Hong et al. 2024) replaces SFT + DPO with one stage from OUT_DIR/pretrain.pt, on the
@@ -34,18 +35,17 @@ from typing import Callable
 
 import torch
 
-from data.batching import chat_batch, encode_rows, in_batches
-from data.pairs import (checklist, imbalance, kto_weights, labelled_answers, offpolicy_pairs,
-                        pairs_from_samples, read_preferences)
+from data.batching import chat_batch, encode_rows, in_batches, write_jsonl
+from data.pairs import checklist, imbalance, kto_weights, mismatched, preferences, read_preferences
 from data.world import eval_prompts, rl_rows
 from losses import (AnswerLogps, answer_logps, dpo_loss, ipo_loss, kto_loss,
                     kto_reference_point, nll_loss, orpo_log_odds, orpo_loss, simpo_loss)
 from model import merged, save_checkpoint
 from plumbing.distributed import all_gather, for_training, is_main, shard
-from plumbing.evaluation import against_reference, finish, generate, implicit_reward_accuracy
+from plumbing.evaluation import against_reference, finish, implicit_reward_accuracy, kept_answers
 from plumbing.flags import LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.start import cached, load_policy_and_reference, start_run
+from plumbing.start import load_policy_and_reference, start_run
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,13 @@ class DPOConfig(LoRAConfig):
     batch_size: int = flag(32, "pairs (KTO: rows) per step", at_least=1)
     max_steps: int = flag(None, "optimizer steps (default: 750 orpo, else 150)", at_least=1)
     warmup_steps: int = flag(10, "linear warmup steps", at_least=0)
+    rounds: int = flag(1, "iterative DPO: R rounds, each on pairs from the policy's own answers "
+                          "(1: offline, the SFT model's)", "data", at_least=1)
 
     DEFAULTS_FROM = ("loss",)     # the flags left unset take the defaults of their --loss
+
+    def inputs(self) -> dict[str, str]:
+        return {"init_from": OBJECTIVES[self.loss].start}
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,28 +129,26 @@ SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16, pair_s
 
 # ------------------------------------------------------------------ the data
 
-def prepare(cfg, sampler, ref_model, init, device):
-    """(encoded, ref_logps, weights): the training pairs (KTO: labelled answers) from --data, or
-    sampler's answers judged by the true reward (data/pairs.py, built once, cached in OUT_DIR),
-    checked (data.pairs.checklist), as token ids; the frozen reference's log-probs of each,
-    computed once (None for an objective without a reference); KTO's class weights (or None)."""
-    o = OBJECTIVES[cfg.loss]
-
-    def build():
-        prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 100)]
-        labels = dict(seed=cfg.seed, label_temperature=cfg.label_temperature,
-                      length_bonus=cfg.length_bonus)
-        if cfg.pair_source == "offpolicy":
-            return offpolicy_pairs(prompts, **labels)
-        answers, _ = generate(sampler, prompts, num_samples=cfg.samples_per_prompt, seed=cfg.seed)
-        return labelled_answers(prompts, answers, cfg.desirable_reward) if o.unpaired else \
-            pairs_from_samples(prompts, answers, **labels)
-    kind = f"kto_rows_d{cfg.desirable_reward}" if o.unpaired else "pairs"
-    rows = read_preferences(cfg.data or cached(Path(cfg.out_dir) / (
-        f"{kind}_{cfg.pair_source}_n{cfg.num_prompts}_k{cfg.samples_per_prompt}_t"
-        f"{cfg.label_temperature}_b{cfg.length_bonus}_s{cfg.seed}.jsonl"), build, init), o.unpaired)
-    for warning in checklist(rows):
-        print(f"warning: {warning}")
+def prepare(cfg, sampler, ref_model, init, device, round_=0):
+    """(encoded, ref_logps, weights) of a run or of one of --rounds: the pairs (KTO: labelled
+    answers) from --data, or sampler's answers judged by the true reward (data/pairs.py; written
+    to OUT_DIR/pairs.jsonl), checked (data.pairs.checklist), as token ids; the frozen reference's
+    log-probs of each, once (None without a reference); KTO's class weights (or None)."""
+    o, n = OBJECTIVES[cfg.loss], cfg.num_prompts // cfg.rounds       # prompts of this round
+    if cfg.data:
+        rows = read_preferences(cfg.data, o.unpaired)
+    else:         # the sampler's answers (round 0: the SFT model's, kept beside it), judged
+        prompts = [r["prompt"] for r in rl_rows(n, seed=cfg.seed + 100 + round_)]
+        answers = None if cfg.pair_source == "offpolicy" else kept_answers(
+            sampler, prompts, num_samples=cfg.samples_per_prompt, seed=cfg.seed + round_,
+            beside=None if round_ else init)
+        rows = preferences(prompts, answers, unpaired=o.unpaired, seed=cfg.seed,
+                           desirable_reward=cfg.desirable_reward, length_bonus=cfg.length_bonus,
+                           label_temperature=cfg.label_temperature)
+        write_jsonl(Path(cfg.out_dir) / (("kto_rows" if o.unpaired else "pairs") + (
+            f"_round{round_}" if cfg.rounds > 1 else "") + ".jsonl"), rows)   # to read, reuse
+    rows = checklist(rows, steps=cfg.max_steps, batch_size=cfg.batch_size,
+                     source=cfg.data or f"{cfg.loss} data")
     if o.unpaired:
         rows = imbalance(rows, cfg.desirable_ratio, cfg.seed)
     encoded = encode_rows(rows, ref_model.config.block_size, cfg.data or f"{cfg.loss} data")
@@ -203,22 +206,24 @@ def kto_inputs(net, ref_model, batch, weights, device) -> dict:
     """What KTO's loss takes besides log-probs: the rows' labels (B,) bool, its class weights,
     and z0, the log-ratio of mismatched (prompt, completion) pairs, each completion under the
     next row's prompt (as TRL does), over every process."""
-    completions = [b[1] for b in batch]
-    mismatched = [(b[0], c) for b, c in zip(batch, completions[-1:] + completions[:-1])]
     with torch.no_grad():
-        policy_kl, ref_kl = (logps_of(m, mismatched, device).total for m in (net, ref_model))
+        policy_kl, ref_kl = (logps_of(m, mismatched(batch), device).total for m in (net, ref_model))
     return dict(desirable=torch.tensor([b[2] for b in batch], device=device), weights=weights,
                 kl=kto_reference_point(all_gather(policy_kl), all_gather(ref_kl)))
 
 
-def train(cfg, policy, ref_model, encoded, ref_logps, weights, device, loss_fn=None):
-    """The training loop, on the data prepare() returns."""
+def train(cfg, policy, ref_model, init, device, loss_fn=None):
+    """The training loop: its data from prepare(), anew as each of --rounds begins."""
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
-    rng = torch.Generator().manual_seed(cfg.seed)
+    rng, per_round = torch.Generator().manual_seed(cfg.seed), -(-cfg.max_steps // cfg.rounds)
     with TrainingRun(cfg.loss, cfg, policy, opt, rng, cfg.max_steps, log_every=25,
-                     show=("loss", "rewards/chosen")) as run:
+                     show=("loss", "rewards/chosen"), path=(policy, ref_model)) as run:
         for step in range(run.start, cfg.max_steps):
+            if step == run.start or step % per_round == 0:      # round 0: the SFT model's pairs
+                r = step // per_round
+                encoded, ref_logps, weights = prepare(cfg, policy if r else ref_model, ref_model,
+                                                      init, device, r)
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(encoded), (cfg.batch_size,), generator=rng))
             batch = [encoded[i] for i in idx.tolist()]
@@ -232,7 +237,8 @@ def train(cfg, policy, ref_model, encoded, ref_logps, weights, device, loss_fn=N
             loss = losses.mean() + cfg.rpo_alpha * nll          # RPO (Pang et al. 2024, Eq. 1)
             loss.backward()
             optimizer_step(policy, opt, cfg.grad_clip)
-            run.log(step, {"loss": loss.detach(), "lr": lr, "nll_loss": nll.detach(),
+            run.log(step, {"loss": loss.detach(), f"{cfg.loss}_loss": losses.mean().detach(),
+                           "nll_loss": nll.detach(), "lr": lr,
                            **dashboard(policy_logps, chosen_rewards, rejected_rewards, kto)})
 
 
@@ -255,17 +261,6 @@ def dashboard(policy: AnswerLogps, chosen_rewards, rejected_rewards, kto) -> dic
 
 # ------------------------------------------------------------------ main
 
-@torch.no_grad()
-def implicit_rewards(cfg, policy, ref_model, pairs, device, loss_fn=None):
-    """The policy's implicit rewards of pairs' answers (KTO's: DPO's, beta log pi/pi_ref):
-    (chosen (P,), rejected (P,)), for plumbing.evaluation.implicit_reward_accuracy."""
-    if OBJECTIVES[cfg.loss].unpaired:
-        cfg, loss_fn = replace(cfg, loss="dpo"), None
-    policy_logps, ref_logps = (in_batches(lambda b: logps_of(m, b, device), pairs,
-                                          batch_size=128) for m in (policy, ref_model))
-    return preference_loss(cfg, policy_logps, ref_logps, loss_fn)[1:]
-
-
 def main(cfg: DPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
     pass their own) replaces the losses.py function of --loss, with the same signature."""
@@ -274,8 +269,11 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     policy, ref_model, init = load_policy_and_reference(cfg, device, o.start)
     if not o.usual[0] <= cfg.beta <= o.usual[1]:
         print(f"warning: {o.knob} {cfg.beta} is outside the usual range {o.usual} for {cfg.loss}")
-    data = prepare(cfg, ref_model, ref_model, init, device)
-    train(cfg, policy, ref_model, *data, device, loss_fn)
+    if o.loss is dpo_loss and cfg.beta != o.defaults["beta"] and not cfg.label_temperature:
+        print("note: on best-against-worst labels DPO's optimum is unbounded, so beta acts only "
+              "through saturation and barely moves the KL; --label_temperature 0.1 --rpo_alpha 0 "
+              "(Bradley-Terry labels, the paper's loss) shows what beta trades")
+    train(cfg, policy, ref_model, init, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():
         return {}
@@ -284,10 +282,11 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     prompts = eval_prompts(cfg.eval_prompts)
     before, after, _ = against_reference(policy, ref_model, prompts, seed=cfg.seed, samples_path=
                                          Path(cfg.out_dir) / f"{cfg.loss}_samples.jsonl")
+    as_pairs = replace(cfg, loss="dpo") if o.unpaired else cfg       # KTO's reward is DPO's
     after["implicit_reward_accuracy"] = implicit_reward_accuracy(
-        ref_model, prompts, lambda pairs: implicit_rewards(cfg, policy, ref_model, pairs, device,
-                                                           loss_fn),
-        cfg.samples_per_prompt, seed=cfg.seed + 1)
+        policy, ref_model, prompts, logps_of=logps_of, seed=cfg.seed + 1,
+        rewards=lambda p, r: preference_loss(as_pairs, p, r, None if o.unpaired else loss_fn)[1:],
+        samples_per_prompt=cfg.samples_per_prompt)
     return finish(cfg.out_dir, cfg.loss, {"sft": before, cfg.loss: after},
                   f"\nSFT vs {cfg.loss} ({o.knob} {cfg.beta}) on {len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device)

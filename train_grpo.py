@@ -1,22 +1,32 @@
-"""GRPO with verifiable rewards, from the SFT model.
+"""Online RL from groups of samples, from the SFT model: GRPO, RLOO and rejection sampling.
 
-    python train_grpo.py                        # G = 8 answers per prompt, beta 0.04
-    python train_grpo.py --loss_type dr_grpo    # Dr. GRPO: no per-sequence length average
-    python train_grpo.py --num_iterations 2     # two updates per batch: the ratio and clip act
+    python train_grpo.py                        # GRPO: G = 8 answers per prompt, beta 0.04
+    python train_grpo.py --loss_type dr_grpo --out_dir out/dr_grpo --init_from out/sft.pt
+    python train_grpo.py --advantage rloo --reward judge --out_dir out/rloo --init_from out/sft.pt
 
 GRPO in four steps (Shao et al. 2024, DeepSeekMath, Sec. 4.1):
 1. Sample: for each prompt q, draw a group of G answers o_1..o_G from the current
    ("old") policy, with one KV-cache prefill per prompt (model.sample).
 2. Score: r_i from a rule, with no reward model: 1 if o_i's final answer is right,
-   else 0 (rule_rewards).
+   else 0 (--reward rule); or the toy world's whole true reward, the judge that labels
+   DPO's pairs (--reward judge), so that GRPO and DPO can be set side by side.
 3. Advantage: A_i = (r_i - mean(r)) / std(r) within the group, shared by every
    token of o_i (losses.grpo_advantages). No critic: the group is the baseline.
 4. Update: maximise min(ratio A, clip(ratio, 1-eps, 1+eps) A) - beta KL(pi || pi_ref)
    per token (losses.grpo_loss, Eq. 3 with the k3 KL of Eq. 4), --num_iterations
    times on the same samples.
 
+--advantage swaps step 3 for the field's other online methods, with the same loop:
+- rloo: A_i = r_i - the mean of the other G - 1 rewards, no std (REINFORCE leave-one-out,
+  Kool et al. 2019; RLOO, Ahmadian et al. 2024): an unbiased baseline, no critic either.
+- best: A = 1 for each group's best answer (ties at random), 0 for the rest: online
+  rejection sampling (RAFT, Dong et al. 2023; ReST-like). With one update per batch the
+  clipped ratio is 1, so the step is SFT on the best answers (plus beta KL): it learns to
+  give first what best-of-G would pick; it is not best-of-G at inference (one sample is
+  drawn), and a group whose answers all score alike still trains on one of them.
+
 Departures from DeepSeekMath's GRPO, and why:
-- The reward is the toy world's answer check, not a learned reward model.
+- The reward is the toy world's, not a learned reward model.
 - --num_iterations defaults to 1: one update per batch, so at that update the
   policy *is* the old policy, the ratio is exactly 1 and the clip never acts; the
   loss's gradient is then the plain policy gradient with group advantages. With
@@ -38,8 +48,9 @@ from pathlib import Path
 import torch
 
 from data.batching import MAX_NEW_TOKENS, end_id, prompt_ids, rollout_batch
-from data.world import eval_prompts, is_correct, rl_rows
-from losses import grpo_advantages, grpo_loss, token_logprobs
+from data.world import eval_prompts, is_correct, reward, rl_rows
+from losses import (best_of_group_advantages, grpo_advantages, grpo_loss, rloo_advantages,
+                    token_logprobs)
 from model import merged, sample, save_checkpoint
 from plumbing.distributed import for_training, is_main, shard
 from plumbing.evaluation import against_reference, finish, pass_at
@@ -60,6 +71,11 @@ class GRPOConfig(LoRAConfig):
     scale_rewards: str = flag("group", "divide advantages by the group's std, the batch's, "
                               "or not at all (Dr. GRPO)", "method",
                               choices=["group", "batch", "none"])
+    advantage: str = flag("grpo", "grpo: (r - group mean) / std; rloo: r - the others' mean; "
+                          "best: 1 for each group's best answer (rejection sampling)", "method",
+                          choices=["grpo", "rloo", "best"])
+    reward: str = flag("rule", "rule: 1 if the answer is right, else 0; judge: the true reward "
+                       "that labels DPO's pairs", "method", choices=["rule", "judge"])
     num_iterations: int = flag(1, "updates per batch of samples (mu in the paper)", "method",
                                at_least=1)
     mask_truncated: bool = flag(True, "leave answers cut off at max_new_tokens out of the "
@@ -81,9 +97,18 @@ SMOKE = dict(num_generations=4, prompts_per_step=4, max_steps=4, num_prompts=64,
              eval_prompts=16, max_new_tokens=16)
 
 
-def rule_rewards(prompts, answers) -> torch.Tensor:
-    """1.0 for an answer whose final number is right, else 0.0: (N,)."""
-    return torch.tensor([float(is_correct(p, a)) for p, a in zip(prompts, answers)])
+REWARDS = {"rule": lambda prompt, answer: float(is_correct(prompt, answer)),  # 1 if right
+           "judge": reward}                       # the toy world's true reward (data/world.py)
+
+
+def advantages_of(cfg, rewards, rng) -> torch.Tensor:
+    """Step 3 by --advantage, each in losses.py: GRPO's group-normalised reward, RLOO's leave-
+    one-out, or rejection sampling's 1 for each group's best answer: (N,) -> (N,)."""
+    if cfg.advantage == "rloo":
+        return rloo_advantages(rewards, cfg.num_generations)
+    if cfg.advantage == "best":
+        return best_of_group_advantages(rewards, cfg.num_generations, rng)
+    return grpo_advantages(rewards, cfg.num_generations, cfg.scale_rewards)
 
 
 def rollout(policy, prompts, cfg, rng, device) -> dict:
@@ -93,7 +118,8 @@ def rollout(policy, prompts, cfg, rng, device) -> dict:
                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                              num_samples=cfg.num_generations, generator=rng)  # (N, T_new) each
     batch = rollout_batch(prompts, tokens, sampled, device)
-    batch["rewards"] = rule_rewards(batch["prompts"], batch["texts"])    # (N,)
+    batch["rewards"] = torch.tensor([REWARDS[cfg.reward](p, a) for p, a in
+                                     zip(batch["prompts"], batch["texts"])])    # (N,)
     if cfg.mask_truncated:
         batch["mask"] = batch["mask"] * batch["finished"].to(device)[:, None]
     return batch
@@ -106,13 +132,12 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
     net = for_training(policy, cfg.compile)  # several processes: each samples its own groups
     rng = torch.Generator().manual_seed(cfg.seed)
     with TrainingRun("grpo", cfg, policy, opt, rng, cfg.max_steps, log_every=10,
-                     show=("reward", "kl")) as run:
+                     show=("reward", "kl"), path=(policy, ref_model)) as run:
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=rng).tolist())
             batch = rollout(policy, [prompts[i] for i in idx], cfg, rng, device)
-            advantages = grpo_advantages(batch["rewards"], cfg.num_generations,
-                                         cfg.scale_rewards).to(device)        # (N,)
+            advantages = advantages_of(cfg, batch["rewards"], rng).to(device)    # (N,)
             inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
             with torch.no_grad():   # log-probs at the sampling temperature: (N, T), 0 off the mask
                 ref_logps = None if cfg.beta == 0 else \
@@ -124,7 +149,8 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
                     old_logps = logps.detach()
                 loss, stats = (loss_fn or grpo_loss)(
                     logps, old_logps, ref_logps, advantages, mask, epsilon=cfg.epsilon,
-                    beta=cfg.beta, loss_type=cfg.loss_type)
+                    beta=cfg.beta, loss_type=cfg.loss_type,
+                    max_completion_length=cfg.max_new_tokens)
                 loss.backward()
                 optimizer_step(policy, opt, cfg.grad_clip)
             run.log(step, {"loss": loss.detach(), "lr": lr, **stats,
@@ -146,8 +172,9 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     cfg, device = start_run(cfg, SMOKE, outputs=["grpo.pt"])
     t0 = time.time()
     policy, ref_model, init = load_policy_and_reference(cfg, device)
-    print(f"GRPO from {init}: {cfg.prompts_per_step} prompts x {cfg.num_generations} answers "
-          f"per step, beta {cfg.beta}, loss {cfg.loss_type}")
+    print(f"{cfg.advantage} advantages from {init}: {cfg.prompts_per_step} prompts x "
+          f"{cfg.num_generations} answers per step, reward {cfg.reward}, beta {cfg.beta}, "
+          f"loss {cfg.loss_type}")
     train(cfg, policy, ref_model if cfg.beta > 0 else None, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():
@@ -158,10 +185,11 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     before, after, _ = against_reference(policy, ref_model, prompts, seed=cfg.seed,
                                          samples_path=Path(cfg.out_dir) / "grpo_samples.jsonl")
     G = cfg.num_generations          # pass@G: a right answer among G samples (what GRPO sees)
-    before[f"pass@{G}"] = after[f"sft_pass@{G}"] = pass_at(ref_model, prompts, G, cfg.seed + 1)
+    before[f"pass@{G}"] = pass_at(ref_model, prompts, G, cfg.seed + 1)
     return finish(cfg.out_dir, "grpo", {"sft": before, "grpo": after},
                   f"\nSFT vs GRPO on {len(prompts)} held-out prompts",
-                  train_seconds=train_seconds, device=device)
+                  train_seconds=train_seconds, device=device,
+                  also_saved={f"sft_pass@{G}": before[f"pass@{G}"]})
 
 
 if __name__ == "__main__":

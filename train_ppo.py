@@ -84,6 +84,9 @@ class PPOConfig(LoRAConfig):
     max_steps: int = flag(100, "rollout batches", at_least=1)
     warmup_steps: int = flag(5, "linear warmup steps", at_least=0)
 
+    def inputs(self) -> dict[str, str]:
+        return {"init_from": "sft.pt", "reward_model": "rm.pt"}
+
 
 SMOKE = dict(batch_size=8, max_steps=4, num_prompts=64, eval_prompts=16, max_new_tokens=16)
 
@@ -138,7 +141,7 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
     net = for_training(model, cfg.compile)
     rng = torch.Generator().manual_seed(cfg.seed)
     with TrainingRun("ppo", cfg, model, opt, rng, cfg.max_steps, log_every=10,
-                     show=("objective/scores", "objective/kl")) as run:
+                     show=("objective/scores", "objective/kl"), path=(policy, ref_model)) as run:
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.batch_size,), generator=rng).tolist())

@@ -39,7 +39,7 @@ from data.world import eval_prompts, reward, rl_rows
 from losses import reward_centering, reward_model_loss
 from model import ScoreModel, save_checkpoint, sequence_scores
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import finish, generate
+from plumbing.evaluation import finish, generate, kept_answers
 from plumbing.flags import AlignConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
 from plumbing.start import load_sft, start_run
@@ -144,15 +144,15 @@ def evaluate_rm(rm, sft_model, cfg) -> dict:
             "score_mean": scores.mean().item(), "score_std": scores.std().item()}
 
 
-def build_pairs(cfg, sft_model) -> list[dict]:
+def build_pairs(cfg, sft_model, init) -> list[dict]:
     """Step 1: the SFT model answers each training prompt twice (or two personas do) and the
-    noisy rater labels the two."""
+    noisy rater labels the two. The SFT model's answers are kept beside its checkpoint."""
     prompts = [r["prompt"] for r in rl_rows(cfg.num_prompts, seed=cfg.seed + 300)]
     labels = dict(seed=cfg.seed + 300, label_temperature=cfg.label_temperature,
                   length_bonus=cfg.length_bonus)
     if cfg.pair_source == "offpolicy":
         return offpolicy_pairs(prompts, **labels)
-    answers, _ = generate(sft_model, prompts, num_samples=2, seed=cfg.seed + 300)
+    answers = kept_answers(sft_model, prompts, num_samples=2, seed=cfg.seed + 300, beside=init)
     return pairs_from_samples(prompts, answers, **labels)
 
 
@@ -162,7 +162,7 @@ def main(cfg: RMConfig) -> dict:
     t0 = time.time()
     sft_model, init = load_sft(cfg, device)
     sft_model.eval()
-    pairs = read_pairs(cfg.data) if cfg.data else build_pairs(cfg, sft_model)
+    pairs = read_pairs(cfg.data) if cfg.data else build_pairs(cfg, sft_model, init)
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
     encoded = encode_rows(pairs, sft_model.config.block_size - 1, cfg.data or "reward model pairs")
     rm = ScoreModel.from_gpt(sft_model)

@@ -66,6 +66,9 @@ class SFTConfig(RunConfig):
     warmup_steps: int = flag(50, "linear warmup steps", at_least=0)
     weight_decay: float = flag(0.1, "AdamW weight decay on matrices", at_least=0)
 
+    def inputs(self) -> dict[str, str]:
+        return {"init_from": "pretrain.pt"} if self.stage == "sft" else {}
+
     def __post_init__(self):
         super().__post_init__()
         if self.n_embd % self.n_head:

@@ -29,8 +29,13 @@ def read_jsonl(path, fields: tuple[str, ...], flags: tuple[str, ...] = ()) -> li
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8-sig") as f:       # -sig: a byte-order mark is skipped
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:            # bytes, so that bad bytes are found with their line
+        for lineno, raw in enumerate(f, 1):
+            try:                          # -sig: a byte-order mark at the start is skipped
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at "
+                                f"column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:

@@ -16,7 +16,7 @@ import json
 import math
 import random
 
-from data.batching import read_jsonl
+from data.batching import DataError, read_jsonl
 from data.world import PERSONA_MIX, parse_prompt, respond, reward
 
 
@@ -74,6 +74,28 @@ def labelled_answers(prompts: list[str], answers: list[str], threshold: float) -
             for i, p in enumerate(prompts) for a in answers[i * K:(i + 1) * K]]
 
 
+def preferences(prompts: list[str], answers: list[str] | None, *, unpaired: bool,
+                desirable_reward: float, seed: int, label_temperature: float = 0.0,
+                length_bonus: float = 0.0) -> list[dict]:
+    """The training data of a preference method: from sampled answers (K per prompt), pairs
+    (pairs_from_samples) or, unpaired, KTO's labelled answers (labelled_answers); with answers
+    None, two personas' written answers to each prompt (offpolicy_pairs; for KTO, split)."""
+    labels = dict(seed=seed, label_temperature=label_temperature, length_bonus=length_bonus)
+    if answers is None:
+        pairs = offpolicy_pairs(prompts, **labels)
+        return split_pairs(pairs) if unpaired else pairs
+    if unpaired:
+        return labelled_answers(prompts, answers, desirable_reward)
+    return pairs_from_samples(prompts, answers, **labels)
+
+
+def mismatched(rows: list[tuple]) -> list[tuple]:
+    """(prompt, completion) rows with each completion under the next row's prompt: answers
+    that belong to no prompt, for KTO's reference point (as TRL builds them)."""
+    completions = [r[1] for r in rows]
+    return [(r[0], c) for r, c in zip(rows, completions[-1:] + completions[:-1])]
+
+
 def read_pairs(path) -> list[dict]:
     return read_jsonl(path, ("prompt", "chosen", "rejected"))
 
@@ -90,8 +112,13 @@ def read_labelled_answers(path) -> list[dict]:
         first = json.loads(next(line for line in f if line.strip()))
     if "chosen" not in first:
         return read_jsonl(path, ("prompt", "completion"), flags=("label",))
+    return split_pairs(read_pairs(path))
+
+
+def split_pairs(pairs: list[dict]) -> list[dict]:
+    """KTO's rows from pairs, as TRL splits them: the chosen answer desirable, the rejected not."""
     return [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
-            for r in read_pairs(path) for k in ("chosen", "rejected")]
+            for r in pairs for k in ("chosen", "rejected")]
 
 
 def imbalance(rows: list[dict], ratio: float, seed: int) -> list[dict]:
@@ -123,16 +150,31 @@ def kto_weights(labels: list[bool], desirable_weight: float | None,
     return w_d, undesirable_weight
 
 
-def checklist(rows: list[dict]) -> list[str]:
-    """Warnings about a set of pairs from the DPO debugging checklist (none for KTO's rows)."""
-    if "chosen" not in rows[0]:
-        return []
-    chosen = sum(len(r["chosen"].split()) for r in rows) / len(rows)
-    rejected = sum(len(r["rejected"].split()) for r in rows) / len(rows)
-    if chosen > 1.5 * rejected:
-        return [f"chosen answers are much longer than rejected ({chosen:.1f} vs "
-                f"{rejected:.1f} words): the model may learn length instead of quality"]
-    return []
+def checklist(rows: list[dict], *, steps: int, batch_size: int, source: str) -> list[dict]:
+    """The rows, with the pairs whose chosen answer is the rejected one dropped (they carry no
+    preference; DataError when every pair is such a tie), and a warning printed for each item
+    of the DPO debugging checklist they fail: chosen answers much longer than rejected, and too
+    few rows for the steps (each seen more than 10 times)."""
+    if "chosen" in rows[0]:
+        kept = [r for r in rows if r["chosen"] != r["rejected"]]
+        if not kept:
+            raise DataError(f"{source}: in every pair the chosen answer equals the rejected one: "
+                            "there is no preference to learn")
+        if len(kept) < len(rows):
+            print(f"note: {source}: dropped {len(rows) - len(kept)} of {len(rows)} pairs whose "
+                  "chosen answer equals the rejected one (no preference to learn)")
+        rows = kept
+        chosen = sum(len(r["chosen"].split()) for r in rows) / len(rows)
+        rejected = sum(len(r["rejected"].split()) for r in rows) / len(rows)
+        if chosen > 1.5 * rejected:
+            print(f"warning: chosen answers are much longer than rejected ({chosen:.1f} vs "
+                  f"{rejected:.1f} words): the model may learn length, not quality")
+    epochs = steps * batch_size / len(rows)
+    if epochs > 10:
+        print(f"warning: {steps} steps of {batch_size} see each of the {len(rows)} rows about "
+              f"{epochs:.0f} times: too little data for the steps, which overfits (the DPO "
+              "checklist: a margin above 10, a loss near 0); give fewer --max_steps or more rows")
+    return rows
 
 
 def label_agreement(pairs: list[dict]) -> float:

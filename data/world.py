@@ -110,6 +110,20 @@ def parse_prompt(prompt: str) -> Task | None:
     return None
 
 
+QUESTION_FORMS = ("What is 47 + 38?", "What is 91 - 27?", "Which is larger, 47 or 38?",
+                  "Reverse the digits of 472.")
+
+
+def is_known_form(prompt: str, digits: int = 2) -> bool:
+    """Whether a prompt is one of this world's questions at this difficulty: operands of
+    `digits` digits (reverse: digits + 1), as the models here were trained on."""
+    task = parse_prompt(prompt)
+    if task is None:
+        return False
+    want = digits + 1 if task.kind == "reverse" else digits
+    return all(len(str(n)) == want for n in task.operands)
+
+
 def sample_task(rng: random.Random, digits: int = 2, heldout: bool = False,
                 mix: dict = TASK_MIX) -> Task:
     """A random task from `mix`, drawn from the training split or (heldout=True) the eval split."""

@@ -2,7 +2,7 @@
 
 Not part of the project (TRL is not a dependency). Run it in a scratch environment:
     python3 -m venv /tmp/trl && /tmp/trl/bin/pip install torch trl
-    python experiments/export_pairs.py out/pairs_onpolicy_n2000_k4_t0.0_s0.jsonl /tmp/pairs_ids.jsonl
+    python experiments/export_pairs.py out/pairs.jsonl /tmp/pairs_ids.jsonl
     /tmp/trl/bin/python experiments/bench_trl_dpo.py /tmp/pairs_ids.jsonl
 The pairs go in as the project's own token ids, written as words "t<id>" that a
 word-level tokenizer maps back to the same ids, so both trainers see the same tokens.

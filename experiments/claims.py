@@ -11,11 +11,11 @@ by the rule its docstring states. A claim whose numbers are missing is "not run"
 import math
 from typing import NamedTuple
 
-from experiments.methods import (DPO, EXTRAS, GRPO, IPO, KTO, LORA, ORPO, PAPER, PPO, SIMPO,
-                                 command)
+from experiments.methods import (DPO, ENVELOPES, EXTRAS, GRPO, GRPO_JUDGE, IPO, ITERATIVE, KTO,
+                                 LORA, ONLINE, ORPO, PAPER, PPO, RLOO, SIMPO, command)
 from experiments.measure import GROUP_SIZES
-from experiments.results import (by_seed, every, mean, middle, ms, of, paired, resources,
-                                 sft_by_seed, std, verdict)
+from experiments.results import (by_seed, envelope, every, mean, middle, ms, of, paired, points,
+                                 resources, sft_by_seed, std, verdict)
 from experiments.sweep import summarize
 
 FIRST = '"From DPO to GRPO: Direct Preference Optimization"'
@@ -64,7 +64,7 @@ def sft_learning_rate_hurts(result) -> Claim:
     a, s, d = paired(by_seed(result, "dpo_sft_lr", "", "dpo/reward_mean"), sft_by_seed(result),
                      of(result, DPO, DV, "reward_mean"))
     return Claim("DPO needs a learning rate far below SFT's; at SFT's it ends worse than the "
-                 "SFT model", SECOND, EXTRAS["dpo_sft_lr"] + " (SFT's; the default is 2e-4)",
+                 "SFT model", SECOND, EXTRAS["dpo_sft_lr"][-1] + " (SFT's; the default is 2e-4)",
                  f"true reward {ms(a)} at 1e-3 against {ms(s)} for the SFT model and {ms(d)} "
                  "at 2e-4", verdict(every(a, s, above=False), every(a, s)))
 
@@ -74,14 +74,12 @@ def small_set_overfits(result) -> Claim:
     the harm (true reward below the default run's on every seed): holds with both, partly
     with one, does not hold with neither."""
     r = lambda key: by_seed(result, "dpo_small_set", "", key)          # noqa: E731
-    margin, loss, nll, small, full = paired(
-        r("log:last:rewards/margins"), r("log:last:loss"), r("log:last:nll_loss"),
-        r("dpo/reward_mean"), of(result, DPO, DV, "reward_mean"))
-    dpo_part = [x - y for x, y in zip(loss, nll)]
+    margin, dpo_part, small, full = paired(r("log:last:rewards/margins"), r("log:last:dpo_loss"),
+                                           r("dpo/reward_mean"), of(result, DPO, DV, "reward_mean"))
     sign, harm = bool(margin) and mean(margin) > 10 and mean(dpo_part) < 0.1, \
         every(small, full, above=False)
     return Claim("Many epochs on a small pair set overfit: margin > 10, loss near 0, quality "
-                 "falls", SECOND, EXTRAS["dpo_small_set"] + " (about 110 pairs, 150 steps of "
+                 "falls", SECOND, EXTRAS["dpo_small_set"][-1] + " (about 110 pairs, 150 steps of "
                  "32: about 40 epochs) against the default 2000 prompts",
                  f"last margin {ms(margin, '.2f')}, DPO loss {ms(dpo_part)}; true reward "
                  f"{ms(small)} against {ms(full)}",
@@ -94,7 +92,7 @@ def long_chosen_teach_length(result) -> Claim:
     dl, d0 = paired(by_seed(result, "dpo_long_judge", "", "dpo/mean_length"),
                     of(result, DPO, DV, "mean_length"))
     return Claim("Chosen answers much longer than rejected teach length",
-                 f"{SECOND} (debugging checklist)", EXTRAS["dpo_long_judge"] +
+                 f"{SECOND} (debugging checklist)", EXTRAS["dpo_long_judge"][-1] +
                  " (a labeller that adds 0.03 a word)",
                  f"DPO's answers {ms(dl, '.1f')} tokens against {ms(d0, '.1f')} with the true "
                  "labeller", verdict(every(dl, d0)))
@@ -108,7 +106,7 @@ def simpo_stops_length(result) -> Claim:
                             of(result, SIMPO, "2.0", "mean_length"))
     gain_d, gain_s = mean(dl) - mean(d0), mean(sl) - mean(s0)
     return Claim("SimPO's length normalisation prevents it", f"{SECOND}; Meng et al. 2024",
-                 EXTRAS["simpo_long_judge"],
+                 EXTRAS["simpo_long_judge"][-1],
                  f"SimPO's answers {ms(sl, '.1f')} tokens against {ms(s0, '.1f')} with the true "
                  f"labeller: {gain_s:+.1f} against DPO's {gain_d:+.1f}",
                  verdict(bool(sl) and gain_s < gain_d / 2, bool(sl) and gain_s >= gain_d / 2))
@@ -147,7 +145,7 @@ def needs_sft_first(result) -> Claim:
     pre, off = paired(by_seed(result, "dpo_from_pretrained", "", "dpo/reward_mean"),
                       by_seed(result, "dpo_offpolicy", "", "dpo/reward_mean"))
     return Claim("DPO started from a model that was never SFT'd trains poorly",
-                 f"{SECOND} (common mistakes)", EXTRAS["dpo_from_pretrained"],
+                 f"{SECOND} (common mistakes)", EXTRAS["dpo_from_pretrained"][-1],
                  f"true reward {ms(pre)} against {ms(off)} from the SFT model on the same pairs",
                  verdict(every(pre, off, above=False), every(pre, off)))
 
@@ -161,22 +159,31 @@ def onpolicy_beats_offpolicy(result) -> Claim:
         by_seed(result, "dpo_offpolicy", "", "dpo/win_rate_vs_sft"))
     return Claim("On-policy pairs (the SFT model's own samples) beat off-policy pairs",
                  f"{FIRST} (offline distribution shift)",
-                 f"{command(DPO, DV)} against {EXTRAS['dpo_offpolicy']}",
+                 f"{command(DPO, DV)} against {EXTRAS['dpo_offpolicy'][-1]}",
                  f"true reward {ms(on)} against {ms(off)}; win rate {ms(won)} against {ms(woff)}",
                  verdict(every(on, off), every(off, on)))
 
 
+MEMORY_RUNS = "a 25M-parameter model (8 x 512), a few steps of each script, one batch shape " \
+    "(experiments/methods.py, MEMORY): the peak resident memory each process added to its start"
+
+
+def memory_of(result) -> dict[str, list[float]]:
+    return {name: list(per_seed.values()) for name, per_seed in result.get("memory", {}).items()}
+
+
 def lora_and_simpo_halve_memory(result) -> Claim:
-    """Not testable from these runs: at 0.4M parameters a process's memory is the runtime's,
-    not the weights'."""
-    res = resources(result)
-    peak = {m: mean(res[m.name]["peak_mb"]) for m in (DPO, LORA, SIMPO)}
+    """Holds for each of LoRA (adapters-off reference) and SimPO (no reference) whose memory
+    is at most 55% of DPO's on the 25M-parameter model; "partly" when one of them does."""
+    mb = memory_of(result)
+    pct = {k: mean(mb.get(k, [])) / mean(mb.get("DPO", [])) * 100 for k in ("LoRA-DPO", "SimPO")}
+    halved = [k for k, v in pct.items() if v <= 55]
     return Claim("LoRA (adapters-off reference) and SimPO (no reference) halve DPO's memory",
-                 f"{SECOND} (LoRA, SimPO); Meng et al. 2024", command(LORA, "0.1") + ", " +
-                 command(SIMPO, "2.0"), f"peak process memory on the CPU {peak[LORA]:.0f} and "
-                 f"{peak[SIMPO]:.0f} MiB against DPO's {peak[DPO]:.0f}",
-                 "not testable here: needs the peak memory of a model large enough that its "
-                 "weights and optimizer state, not the runtime, fill the process")
+                 f"{SECOND} (LoRA, SimPO); Meng et al. 2024", MEMORY_RUNS,
+                 f"LoRA-DPO {ms(mb.get('LoRA-DPO', []), '.0f')} MiB ({pct['LoRA-DPO']:.0f}% of "
+                 f"DPO's), SimPO {ms(mb.get('SimPO', []), '.0f')} ({pct['SimPO']:.0f}%), DPO "
+                 f"{ms(mb.get('DPO', []), '.0f')}", "holds" if len(halved) == 2 else
+                 f"partly: {halved[0]} only" if halved else "does not hold")
 
 
 def models_in_memory(result) -> Claim:
@@ -193,15 +200,17 @@ def models_in_memory(result) -> Claim:
 
 
 def memory_ratios(result) -> Claim:
-    """Not testable from these runs (see lora_and_simpo_halve_memory)."""
-    res = resources(result)
-    pct = [mean(res[m.name]["peak_mb"]) / mean(res[PPO.name]["peak_mb"]) * 100
-           for m in (DPO, GRPO)]
+    """Holds when DPO's and GRPO's memory on the 25M-parameter model are within 15 points of
+    40% and 60% of RLHF's (reward model and PPO, the larger); "the order holds" when only
+    DPO < GRPO < RLHF does."""
+    mb = memory_of(result)
+    pct = [mean(mb.get(k, [])) / mean(mb.get("RLHF", [])) * 100 for k in ("DPO", "GRPO")]
+    close = all(abs(g - s) <= 15 for g, s in zip(pct, (40, 60)))
+    ordered = pct[0] < pct[1] < 100
     return Claim("Training memory: RLHF 100%, DPO 40%, GRPO 60%", f"{FIRST} (resource bars)",
-                 "the resources table (middle knob values)",
-                 f"peak process memory on the CPU: DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of "
-                 "RLHF's", "not testable here: needs the peak memory of a model large enough "
-                 "that its weights and optimizer state, not the runtime, fill the process")
+                 MEMORY_RUNS, f"DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of RLHF's "
+                 f"({ms(mb.get('RLHF', []), '.0f')} MiB)", "holds" if close and ordered else
+                 "the order holds, the ratios do not" if ordered else "does not hold")
 
 
 def time_ratios(result) -> Claim:
@@ -248,25 +257,100 @@ def ppo_less_stable(result) -> Claim:
 
 
 def dpo_matches_ppo(result) -> Claim:
-    """Holds when, for every PPO point, DPO + NLL has a point at no more KL whose mean true
-    reward is within one seed std of PPO's."""
-    dpo_pts = [(mean(of(result, DPO, v, "kl_to_ref").values()),
-                mean(of(result, DPO, v, "reward_mean").values())) for v in DPO.values]
+    """Each side's frontier is the upper envelope of its five runs (three knob values, the
+    learning rate x 0.5 and x 2 at the middle one). Holds when at every PPO envelope point
+    DPO + NLL's envelope reaches, at no more KL, a mean reward within one seed std of PPO's;
+    does not hold when it reaches none; partly otherwise."""
+    dpo, ppo = (envelope(points(result, m.name, extras=ENVELOPES[m.name])) for m in (DPO, PPO))
     matched = []
-    for v in PPO.values:
-        kl, rw = of(result, PPO, v, "kl_to_ref").values(), of(result, PPO, v, "reward_mean").values()
-        kl, sd, rw = mean(kl), std(rw), mean(rw)
-        best = max((r for k, r in dpo_pts if k <= kl), default=None)
-        matched.append((v, kl, rw, best, best is not None and best >= rw - sd))
-    top_kl, top = max(dpo_pts, key=lambda t: t[1], default=(math.nan, math.nan))
+    for p in ppo:
+        best = max((mean(d["reward"]) for d in dpo if mean(d["kl"]) <= mean(p["kl"])),
+                   default=None)
+        matched.append((p, best, best is not None and best >= mean(p["reward"]) - std(p["reward"])))
+    ok = [m for *_, m in matched]
     return Claim("DPO matches or beats PPO on the reward-vs-KL frontier",
-                 f"{SECOND}; Rafailov et al. 2023, Fig. 2",
-                 "the frontier: DPO + NLL's best true reward at a KL no larger than each PPO "
-                 "point's", "; ".join(f"PPO {PPO.knob} {v}: {rw:.3f} at {kl:.2f} nats, DPO " +
-                                      (f"{best:.3f}" if best is not None else "none that close")
-                                      for v, kl, rw, best, _ in matched) +
-                 f" (DPO's best anywhere: {top:.3f} at {top_kl:.2f} nats)",
-                 verdict(bool(matched) and all(ok for *_, ok in matched)))
+                 f"{SECOND}; Rafailov et al. 2023, Fig. 2", "the envelopes of DPO + NLL's and "
+                 "PPO's five runs each: the knob's three values, the learning rate x 0.5 and x 2",
+                 "; ".join(f"PPO ({p['label']}) {ms(p['reward'])} at {mean(p['kl']):.2f} nats: "
+                           "DPO " + (f"{best:.3f}" if best is not None else "none at that KL")
+                           for p, best, _ in matched) + "; DPO's envelope: " + ", ".join(
+                     f"{mean(d['reward']):.3f} at {mean(d['kl']):.2f} ({d['label']})" for d in dpo),
+                 "holds" if ok and all(ok) else "partly" if any(ok) else "does not hold")
+
+
+def dpo_reaches_its_optimum(result) -> Claim:
+    """DPO's loss on Bradley-Terry labels at temperature T is minimised, with enough pairs, by
+    pi ∝ pi_ref exp(r / (T beta)): the ceiling at beta' = T beta. Holds when, at every beta,
+    the trained policy's mean true reward is within 0.05 of the promised one and its KL within
+    a factor 1.5 of it; does not hold when at none."""
+    promised = result.get("promised", {}).get(PAPER.name, {})
+    near = []
+    for v in PAPER.values:
+        kl, rw = (mean(of(result, PAPER, v, k).values()) for k in ("kl_to_ref", "reward_mean"))
+        p = promised.get(v, {"kl": math.nan, "reward": math.nan})
+        near.append((v, kl, rw, p, abs(rw - p["reward"]) < 0.05 and
+                     p["kl"] / 1.5 <= kl <= p["kl"] * 1.5))
+    return Claim("DPO finds the policy its derivation promises, pi* ∝ pi_ref exp(r / beta)",
+                 f"{SECOND}; {FIRST}; Rafailov et al. 2023, Eq. 4", command(PAPER, "B") +
+                 f", B = {', '.join(PAPER.values)}; promised: the ceiling at beta' = T beta",
+                 "; ".join(f"beta {v}: promised {p['reward']:.3f} at {p['kl']:.2f} nats, "
+                           f"reached {rw:.3f} at {kl:.2f}" for v, kl, rw, p, _ in near),
+                 verdict(all(n for *_, n in near), not any(n for *_, n in near)))
+
+
+def side_by_side(result, a, b, claim: str, source: str) -> Claim:
+    """The claim that method a learns more than method b at the same knob values, measured:
+    true reward and KL at each value, on the seeds both have. Holds when a's mean true reward
+    is higher at every value and on every seed at the middle one; does not hold when lower at
+    every value; mixed otherwise."""
+    rows = [(v, *paired(*(of(result, m, v, k) for k in ("reward_mean", "kl_to_ref")
+                          for m in (a, b)))) for v in a.values]      # (v, ra, rb, ka, kb)
+    higher = [bool(ra) and mean(ra) > mean(rb) for _, ra, rb, *_ in rows]
+    return Claim(claim, source, f"{command(a, 'B')} against {command(b, 'B')}, B = "
+                 f"{', '.join(a.values)}", "; ".join(
+                     f"{a.knob} {v}: true reward {ms(ra)} at {mean(ka):.2f} nats against "
+                     f"{ms(rb)} at {mean(kb):.2f}" for v, ra, rb, ka, kb in rows),
+                 verdict(all(higher) and every(rows[1][1], rows[1][2]), not any(higher)))
+
+
+def online_dpo_beats_offline(result) -> Claim:
+    """Iterative DPO (3 rounds, each on pairs of the policy's own answers) against offline DPO +
+    NLL (the SFT model's pairs), the same steps, prompts and beta (rule: side_by_side)."""
+    return side_by_side(result, ITERATIVE, DPO, "Online (iterative) DPO beats offline DPO: no "
+                        "offline distribution shift", f"{FIRST} (DPO's issues: offline "
+                        "distribution shift)")
+
+
+def online_ceiling_above_dpo(result) -> Claim:
+    """The performance ceiling, with one reward on both sides (the judge that labels DPO's
+    pairs): each method's best knob value's mean true reward. Holds when an online method's
+    is above offline DPO + NLL's on every seed (each at its best value); does not hold when
+    none is above it on the mean; mixed otherwise."""
+    def best(m):
+        rewards = {v: of(result, m, v, "reward_mean") for v in m.values}
+        v = max(rewards, key=lambda u: mean(rewards[u].values()))
+        return v, rewards[v]
+    dv, dpo = best(DPO)
+    online = {m: best(m) for m in ONLINE}
+    above = [m for m, (_, r) in online.items() if every(*paired(r, dpo))]
+    return Claim("An online method's ceiling is above DPO's (online optimisation against "
+                 "offline limitations), with the same reward on both sides",
+                 f"{FIRST} (method selection: performance ceiling)", "each online method and "
+                 "DPO + NLL at its best knob value, all on the judge's reward",
+                 f"DPO + NLL {ms(dpo.values())} (beta {dv}); " + "; ".join(
+                     f"{m.name} {ms(r.values())} ({m.knob} {v})" for m, (v, r) in online.items()),
+                 "holds" if above else "does not hold" if all(
+                     mean(r.values()) <= mean(dpo.values()) for _, r in online.values())
+                 else "mixed")
+
+
+def grpo_std_beats_rloo(result) -> Claim:
+    """GRPO divides each group's centred rewards by their std; RLOO subtracts the mean of the
+    other answers and does not scale. The same reward (the judge) and beta (rule:
+    side_by_side)."""
+    return side_by_side(result, GRPO_JUDGE, RLOO, "GRPO's group-std advantage learns more than "
+                        "RLOO's leave-one-out baseline", f"{FIRST} (GRPO: A = (r - mean) / "
+                        "std); Ahmadian et al. 2024 (RLOO)")
 
 
 def group_size_lowers_variance(result) -> Claim:
@@ -278,7 +362,7 @@ def group_size_lowers_variance(result) -> Claim:
     falls = all(a > b for a, b in zip(std_g, std_g[1:]))
     return Claim("A larger group G lowers the variance of GRPO's advantage, at a linear cost",
                  f"{FIRST}; Shao et al. 2024", "measured here: the SFT model's 64 answers to "
-                 "each of 64 prompts, split into groups of G",
+                 "each of 64 held-out prompts (the ceiling's), in groups of G",
                  "std of the group-mean baseline " + ", ".join(
                      f"{s:.3f} (G = {G})" for s, G in zip(std_g, GROUP_SIZES)) +
                  "; groups with one reward for all (no gradient) " + ", ".join(
@@ -326,8 +410,9 @@ CLAIMS = [loss_starts_at_ln2, higher_beta_lower_kl(PAPER), higher_beta_lower_kl(
           beats_sft(ORPO, "ORPO works without an SFT stage", f"{SECOND}; Hong et al. 2024"),
           needs_sft_first, onpolicy_beats_offpolicy, lora_and_simpo_halve_memory,
           models_in_memory, memory_ratios, time_ratios, dpo_faster_than_rlhf, ppo_less_stable,
-          dpo_matches_ppo, group_size_lowers_variance, grpo_sharpens, win_rate_above_60,
-          implicit_reward_separates]
+          dpo_matches_ppo, dpo_reaches_its_optimum, online_dpo_beats_offline,
+          online_ceiling_above_dpo, grpo_std_beats_rloo, group_size_lowers_variance,
+          grpo_sharpens, win_rate_above_60, implicit_reward_separates]
 
 
 def judge(result) -> list[Claim]:

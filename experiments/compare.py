@@ -38,7 +38,7 @@ from pathlib import Path
 
 from experiments import sweep
 from experiments.measure import measure
-from experiments.methods import chains, stage_of
+from experiments.methods import chains, memory_chains, stage_of
 from experiments.report import plot, report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
     """Train (or reuse) every run; {"runs": {name: {value: {seed: metrics}}}, "sft": {seed:
-    the SFT model's eval}}, with each run's folder and its metrics file in brief (read_log)."""
-    runs_of = chains(smoke)
+    the SFT model's eval}, "memory": {method: {seed: MiB}}}, each run's metrics with its
+    folder, its metrics file in brief (read_log) and its path (--eval_every) if it has one."""
+    runs_of, memory_of = chains(smoke), memory_chains(smoke)
     keys = list(runs_of)
     runs, todo = sweep.plan(list(runs_of.values()), seeds, out)
-    print(f"{len(runs)} runs ({len(keys)} per seed x {len(seeds)} seeds) in {out}", flush=True)
-    sweep.run_steps(todo, jobs)
-    result = {"runs": {}, "sft": {}, "failed": []}
+    memory_runs, memory_todo = sweep.plan(list(memory_of.values()), seeds, out / "memory")
+    print(f"{len(runs)} runs ({len(keys)} per seed x {len(seeds)} seeds) and {len(memory_runs)} "
+          f"memory runs in {out}", flush=True)
+    sweep.run_steps(todo + memory_todo, jobs)
+    result = {"runs": {}, "sft": {}, "failed": [], "memory": {}}
     for seed, c, last in runs:
         name, value = keys[c]
         if not last.ok:
@@ -60,13 +63,28 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
             continue
         metrics = sweep.run_metrics(last)
         metrics["folder"] = str(last.folder)
-        log = last.folder / f"{stage_of(last.argv)}_metrics.jsonl"
-        if log.exists():
-            metrics["log"] = read_log(log)
+        stage = stage_of(last.argv)
+        for kind, read in (("metrics", read_log), ("path", read_lines)):
+            if (last.folder / f"{stage}_{kind}.jsonl").exists():
+                metrics["log" if kind == "metrics" else kind] = read(
+                    last.folder / f"{stage}_{kind}.jsonl")
         result["runs"].setdefault(name, {}).setdefault(value, {})[str(seed)] = metrics
     for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed
         result["sft"][str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
+    names = list(memory_of)
+    for seed, c, last in memory_runs:       # what each method's process added to its start
+        if last.ok:
+            m = sweep.run_metrics(last)
+            result["memory"].setdefault(names[c], {})[str(seed)] = max(
+                m[k] - m[k.replace("peak_memory_mb", "memory_at_start_mb")] for k in m
+                if k.endswith("/peak_memory_mb") and not k.startswith("sft/"))
+        else:
+            result["failed"].append(f"memory {names[c]} seed {seed}")
     return result
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def read_log(path: Path, window: int = 10) -> dict:
@@ -109,7 +127,8 @@ def main(argv=None) -> dict:
     result = run_all(args.smoke, seeds, out, args.jobs)
     if not result["sft"]:
         sys.exit("error: no run finished (see the FAIL lines above)")
-    print("measuring best-of-N, GRPO's group baseline and the SFT control's KL", flush=True)
+    print("measuring the ceiling, best-of-N, the promised points, GRPO's group baseline and "
+          "the SFT control's KL", flush=True)
     measure(result, [int(s) for s in result["sft"]], out, args.smoke)
     (out / "compare.json").write_text(json.dumps(result, indent=1))
     figures = [out / "frontier.png"]

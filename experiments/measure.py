@@ -1,48 +1,100 @@
-"""What compare.py measures in its own process, from each seed's SFT model: best-of-N
-sampling, the spread of GRPO's group baseline against G, the SFT control's KL, and the
-trainable parameters of each kind of method."""
+"""What compare.py measures in its own process, from each seed's SFT model: M answers to each
+held-out prompt, and from them the ceiling (the KL-regularised optimum pi*), exact best-of-N,
+the points DPO's and PPO's own objectives are minimised at, and each run's distance from the
+ceiling; the spread of GRPO's group baseline against G; the SFT control's KL; the trainable
+parameters of each kind of method; the memory runs' peaks."""
 
 import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from data.batching import chat_batch, end_id, in_batches, prompt_ids
 from data.world import eval_prompts, is_correct, reward
-from model import ScoreModel, add_lora, load_checkpoint
+from experiments import ceiling
+from experiments.methods import METHODS, PAPER, PPO
+from experiments.results import at
+from model import ScoreModel, add_lora, load_checkpoint, sequence_scores
 from plumbing.evaluation import generate, kl_to_reference
 
 BEST_OF = (1, 2, 4, 8, 16)
 GROUP_SIZES = (2, 4, 8, 16)
+SAMPLES = 64             # M answers per prompt: doubling it moved the ceiling by < 0.005
+LABEL_TEMPERATURE = 0.1  # the paper's DPO's Bradley-Terry labels (methods.PAPER)
+MISSING_EOS_PENALTY = 1.0  # train_ppo.py's: an answer that never ends loses it
+
+
+def answers(model, prompts, samples: int, seed: int):
+    """(true rewards (prompts, samples), texts, token rows) of the model's answers."""
+    texts, tokens = generate(model, prompts, num_samples=samples, seed=seed)
+    rewards = np.array([reward(prompts[i // samples], t) for i, t in enumerate(texts)])
+    return rewards.reshape(len(prompts), samples), texts, tokens
+
+
+def the_ceiling(rewards) -> list[dict]:
+    """ceiling.curve with the bootstrap's spread of each point (reward_std, kl_std)."""
+    spread = ceiling.bootstrap(rewards)
+    return [{**p, **{k: v for k, v in s.items() if k != "beta"}}
+            for p, s in zip(ceiling.curve(rewards), spread)]
+
+
+def best_of_n(rewards) -> dict[str, dict]:
+    """Exact best-of-N from the samples (ties broken at random), beside the tie-free bound."""
+    return {str(n): dict(zip(("reward", "kl"), ceiling.best_of(rewards, n)),
+                         kl_bound=ceiling.best_of_n_bound(n)) for n in BEST_OF}
 
 
 @torch.no_grad()
-def best_of_n(model, prompts, seed: int) -> dict[str, float]:
-    """Mean true reward of the best of the first N of 16 samples per prompt, for each N."""
-    texts, _ = generate(model, prompts, num_samples=max(BEST_OF), seed=seed)
-    R = torch.tensor([[reward(p, texts[i * max(BEST_OF) + g]) for g in range(max(BEST_OF))]
-                      for i, p in enumerate(prompts)])                   # (prompts, 16)
-    return {str(n): R[:, :n].max(1).values.mean().item() for n in BEST_OF}
+def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
+    """PPO's score of each sampled answer: the reward model's, less the missing-EOS penalty."""
+    rows = [prompt_ids(p) for p in prompts for _ in range(samples)]
+    device = next(rm.parameters()).device
+    scores = in_batches(lambda p, a: sequence_scores(rm, *chat_batch(p, a, device)), rows, tokens)
+    finished = torch.tensor([float(bool(t) and t[-1] == end_id()) for t in tokens])
+    return (scores.cpu() - MISSING_EOS_PENALTY * (1 - finished)).numpy().reshape(-1, samples)
 
 
-def best_of_n_kl(n: int) -> float:
-    """KL(best-of-n || base) = log n - (n - 1) / n nats, for answers without ties."""
-    return math.log(n) - (n - 1) / n
+def promised(rewards, scores) -> dict[str, dict[str, tuple]]:
+    """Where each method's own objective is minimised, read off on the true reward: the paper's
+    DPO loss on Bradley-Terry labels at temperature T, at beta, by pi ∝ pi_ref exp(r / (T beta))
+    (the ceiling at beta' = T beta); PPO, at kl_coef, by pi ∝ pi_ref exp(RM score / kl_coef)."""
+    out = {PAPER.name: {v: ceiling.optimum(rewards, rewards, LABEL_TEMPERATURE * float(v))
+                        for v in PAPER.values}}
+    if scores is not None:
+        out[PPO.name] = {v: ceiling.optimum(scores, rewards, float(v)) for v in PPO.values}
+    return out
 
 
-@torch.no_grad()
-def group_baseline(model, prompts, seed: int, samples: int = 64) -> dict[str, dict]:
-    """GRPO's advantage is (r - group mean) / group std. For each G: how far the group mean
-    (the baseline every answer is compared with) moves between groups of one prompt (std over
-    its samples // G groups, mean over prompts); the share of groups whose rewards are all
-    equal (zero std: no gradient); and the seconds to sample G answers for every prompt."""
-    texts, _ = generate(model, prompts, num_samples=samples, seed=seed)
-    R = torch.tensor([float(is_correct(p, t)) for p, t in
-                      zip([p for p in prompts for _ in range(samples)], texts)])
-    R = R.view(len(prompts), samples)                                     # the rule reward
+def distances(result: dict, seed: str, rewards) -> dict:
+    """{method: {knob value: {"gap", "efficiency"}}} for this seed's runs: the reward gap
+    R*(KL) - R at the run's KL, and the KL efficiency KL*(R) / KL (the least KL any policy
+    needs for the run's reward, over the KL it spent)."""
+    out = {}
+    for m in METHODS:
+        for v, runs in result["runs"].get(m.name, {}).items():
+            if seed not in runs:
+                continue
+            kl, r = at(runs[seed], f"{m.stage}/kl_to_ref"), at(runs[seed], f"{m.stage}/reward_mean")
+            if math.isfinite(kl) and math.isfinite(r):
+                out.setdefault(m.name, {})[v] = {
+                    "gap": ceiling.reward_at(rewards, kl) - r,
+                    "efficiency": ceiling.kl_needed(rewards, r) / kl if kl > 0 else math.nan}
+    return out
+
+
+def group_baseline(model, prompts, texts, samples: int, seed: int) -> dict[str, dict]:
+    """GRPO's advantage is (r - group mean) / group std. For each G, from the SFT model's
+    answers to the prompts split in groups of G: how far the group mean (the baseline every
+    answer is compared with) moves between groups of one prompt (std over its groups, mean over
+    prompts); the share of groups with one reward for all (zero std: no gradient); and the
+    seconds to sample G answers for every prompt."""
+    correct = torch.tensor([float(is_correct(prompts[i // samples], t))
+                            for i, t in enumerate(texts)]).view(len(prompts), samples)
     out = {}
     for G in GROUP_SIZES:
-        groups = R[:, :samples // G * G].reshape(len(prompts), samples // G, G)
+        groups = correct[:, :samples // G * G].reshape(len(prompts), samples // G, G)
         t0 = time.perf_counter()
         generate(model, prompts, num_samples=G, seed=seed + G)
         out[str(G)] = {"baseline_std": groups.mean(-1).std(-1).mean().item(),
@@ -63,18 +115,59 @@ def trainable_params(sft_path) -> dict[str, int]:
 
 
 def measure(result: dict, seeds: list[int], out: Path, smoke: bool) -> None:
-    """The measurements made in this process, per seed, from the seed's SFT model."""
+    """The measurements made in this process, per seed, from the seed's SFT model (and its
+    reward model, for PPO's promised points)."""
     prompts = eval_prompts(16 if smoke else 256)
-    result.update(best_of_n={}, group_baseline={}, sft_control_kl={})
+    M = 32 if smoke else SAMPLES
+    keys = ("ceiling", "best_of_n", "promised_by_seed", "distance", "group_baseline",
+            "sft_control_kl")
+    result.update({k: {} for k in keys})
     for seed in seeds:
-        sft_path = out / f"seed{seed}" / "sft.pt"
-        sft, _ = load_checkpoint(sft_path)
-        result["best_of_n"][str(seed)] = best_of_n(sft, prompts, seed)
-        result["group_baseline"][str(seed)] = group_baseline(sft, prompts[:64], seed,
-                                                             32 if smoke else 64)
-        control = result["runs"].get("sft_control", {}).get("", {}).get(str(seed))
+        s, folder = str(seed), out / f"seed{seed}"
+        sft, _ = load_checkpoint(folder / "sft.pt")
+        # twice M answers on the first seed: the ceiling from M of them against all 2M
+        R, texts, tokens = answers(sft, prompts, 2 * M if seed == seeds[0] else M, seed + 7)
+        if seed == seeds[0]:
+            result["ceiling_check"] = ceiling_check(R, M)
+            R, texts, tokens = R[:, :M], [t for i, t in enumerate(texts) if i % (2 * M) < M], \
+                [t for i, t in enumerate(tokens) if i % (2 * M) < M]
+        result["ceiling"][s] = the_ceiling(R)
+        result["best_of_n"][s] = best_of_n(R)
+        rm = folder / "rm.pt"
+        scores = rm_scores(load_checkpoint(rm, cls=ScoreModel)[0].eval(), prompts, tokens, M) \
+            if rm.exists() else None
+        result["promised_by_seed"][s] = promised(R, scores)
+        result["distance"][s] = distances(result, s, R)
+        result["group_baseline"][s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
+        control = result["runs"].get("sft_control", {}).get("", {}).get(s)
         if control:
             more, _ = load_checkpoint(Path(control["folder"]) / "sft.pt")
-            _, tokens = generate(more, prompts, seed=seed)
-            result["sft_control_kl"][str(seed)] = kl_to_reference(more, sft, prompts, tokens)
+            _, control_tokens = generate(more, prompts, seed=seed)
+            result["sft_control_kl"][s] = kl_to_reference(more, sft, prompts, control_tokens)
+    result["promised"] = average_promised(result["promised_by_seed"])
     result["trainable_params"] = trainable_params(out / f"seed{seeds[0]}" / "sft.pt")
+
+
+def ceiling_check(rewards, M: int) -> dict:
+    """How far the ceiling from M answers a prompt sits from the one from 2M: the largest
+    difference in reward at the 2M curve's KLs."""
+    full = ceiling.curve(rewards)
+    half = rewards[:, :M]
+    return {"M": M, "doubled": 2 * M, "max_reward_change": max(
+        abs(ceiling.reward_at(half, p["kl"]) - p["reward"]) for p in full)}
+
+
+def average_promised(by_seed: dict) -> dict:
+    """{method: {knob: {"kl", "reward", "kl_std", "reward_std"}}} over the seeds."""
+    out = {}
+    for per_seed in by_seed.values():
+        for name, points in per_seed.items():
+            for v, point in points.items():
+                out.setdefault(name, {}).setdefault(v, []).append(point)
+    return {name: {v: {"reward": float(np.mean([p[0] for p in pts])),
+                       "kl": float(np.mean([p[1] for p in pts])),
+                       "reward_std": float(np.std([p[0] for p in pts], ddof=1)) if len(pts) > 1
+                       else 0.0,
+                       "kl_std": float(np.std([p[1] for p in pts], ddof=1)) if len(pts) > 1
+                       else 0.0}
+                   for v, pts in points.items()} for name, points in out.items()}

@@ -54,20 +54,60 @@ METHODS = [
            "kl_coef, vf_coef, cliprange, cliprange_value, gamma, lam, num_ppo_epochs, "
            "num_mini_batches, learning rate; the RM's learning rate, steps"),
 ]
-PAPER, DPO, IPO, SIMPO, KTO, ORPO, LORA, GRPO, PPO = METHODS
-EXTRAS = {   # the last step of each (after train_sft.py); {out_dir} is the run's folder
-    "sft_control": "train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",
-    "dpo_sft_lr": "train_dpo.py --learning_rate 1e-3",
-    "dpo_small_set": "train_dpo.py --num_prompts 128",
-    "dpo_long_judge": "train_dpo.py --length_bonus 0.03",
-    "simpo_long_judge": "train_dpo.py --loss simpo --length_bonus 0.03",
-    "dpo_offpolicy": "train_dpo.py --pair_source offpolicy --num_prompts 20000",
-    "dpo_from_pretrained": "train_dpo.py --pair_source offpolicy --num_prompts 20000 "
-                           "--allow_pretrained --init_from {out_dir}/pretrain.pt",
+ONLINE = [   # the same loops on the judge's reward: online methods against offline DPO
+    Method("Iterative DPO + NLL (3 rounds)", ("train_dpo.py --rounds 3",), "beta",
+           ("0.03", "0.1", "0.3"), "prompts + the judge (pairs of its own answers)", "model",
+           DPO_KNOBS + ", rpo_alpha, rounds"),
+    Method("GRPO (judge reward)", ("train_grpo.py --reward judge",), "beta",
+           ("0.01", "0.04", "0.16"), "prompts + the judge", "model",
+           "beta, G, epsilon, learning rate"),
+    Method("RLOO (judge reward)", ("train_grpo.py --reward judge --advantage rloo",), "beta",
+           ("0.01", "0.04", "0.16"), "prompts + the judge", "model", "beta, G, learning rate"),
+    Method("Rejection sampling (judge reward)", ("train_grpo.py --reward judge --advantage best",),
+           "beta", ("0.01", "0.04", "0.16"), "prompts + the judge", "model",
+           "beta, G, learning rate"),
+]
+METHODS += ONLINE
+PAPER, DPO, IPO, SIMPO, KTO, ORPO, LORA, GRPO, PPO, ITERATIVE, GRPO_JUDGE, RLOO, RS = METHODS
+# --eval_every of the middle knob's run, for the paths the plot draws (about 6 to 10 points)
+PATHS = {PAPER.name: 25, DPO.name: 25, GRPO.name: 25, PPO.name: 10}
+EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's folder
+    "sft_control": ("train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",),
+    "dpo_sft_lr": ("train_dpo.py --learning_rate 1e-3",),
+    "dpo_small_set": ("train_dpo.py --num_prompts 128",),
+    "dpo_long_judge": ("train_dpo.py --length_bonus 0.03",),
+    "simpo_long_judge": ("train_dpo.py --loss simpo --length_bonus 0.03",),
+    "dpo_offpolicy": ("train_dpo.py --pair_source offpolicy --num_prompts 20000",),
+    "dpo_from_pretrained": ("train_dpo.py --pair_source offpolicy --num_prompts 20000 "
+                            "--allow_pretrained --init_from {out_dir}/pretrain.pt",),
+    # the learning rate x 0.5 and x 2 at the middle knob: each side's frontier is the envelope
+    # of five runs, the same tuning budget for DPO and PPO
+    "dpo_lr_half": ("train_dpo.py --beta 0.1 --learning_rate 1e-4",),
+    "dpo_lr_double": ("train_dpo.py --beta 0.1 --learning_rate 4e-4",),
+    "ppo_lr_half": ("train_rm.py", "train_ppo.py --kl_coef 0.05 --learning_rate 2.5e-5"),
+    "ppo_lr_double": ("train_rm.py", "train_ppo.py --kl_coef 0.05 --learning_rate 1e-4"),
 }
 # --smoke keeps every step seconds-long: these flags' values are replaced (--smoke itself
 # leaves flags given on the command line alone)
 SMOKE_FLAGS = {"--sft_steps": "20", "--num_prompts": "64"}
+ENVELOPES = {DPO.name: ("dpo_lr_half", "dpo_lr_double"), PPO.name: ("ppo_lr_half", "ppo_lr_double")}
+# The memory claims need a model whose weights and optimizer state, not the runtime, fill the
+# process: a 25M-parameter GPT (8 x 512), its SFT two steps long, each method a few steps at
+# one small batch shape (the same number of sequences per step) and a short evaluation.
+MEMORY_SFT = ("train_sft.py --n_layer 8 --n_head 8 --n_embd 512 --pretrain_steps 2 "
+              "--sft_steps 2 --pretrain_lines 2000 --sft_rows 500 --eval_prompts 4")
+SMALL = "--eval_prompts 4"
+MEMORY = {
+    "DPO": ("train_dpo.py --pair_source offpolicy --num_prompts 64 --batch_size 8 "
+            f"--max_steps 2 {SMALL}",),
+    "LoRA-DPO": ("train_dpo.py --pair_source offpolicy --num_prompts 64 --batch_size 8 "
+                 f"--max_steps 2 --lora_rank 8 {SMALL}",),
+    "SimPO": ("train_dpo.py --loss simpo --pair_source offpolicy --num_prompts 64 --batch_size 8 "
+              f"--max_steps 2 {SMALL}",),
+    "GRPO": (f"train_grpo.py --prompts_per_step 2 --max_steps 1 {SMALL}",),
+    "RLHF": (f"train_rm.py --pair_source offpolicy --num_prompts 64 --batch_size 8 --max_steps 2 "
+             f"{SMALL}", f"train_ppo.py --batch_size 16 --max_steps 1 {SMALL}"),
+}
 
 
 def command(m: Method, value: str) -> str:
@@ -75,22 +115,41 @@ def command(m: Method, value: str) -> str:
     return f"{m.steps[-1]} --{m.knob} {value}"
 
 
+def run_command(m: Method, value: str) -> str:
+    """command(), and at the middle knob value of a PATHS method, --eval_every."""
+    path = f" --eval_every {PATHS[m.name]}" if m.name in PATHS and value == m.values[1] else ""
+    return command(m, value) + path
+
+
 def chains(smoke: bool) -> dict[tuple[str, str], list[list[str]]]:
     """{(method or extra, knob value or ""): the run's steps as argv lists}. A smoke run takes
-    the first knob value of each method, and gives every step --smoke."""
+    the first knob value of each method, and gives every step --smoke. The DPO scripts start
+    from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a seed
+    share the answers sampled from it (kept beside it)."""
     out = {}
     for m in METHODS:
         for v in m.values[:1] if smoke else m.values:
-            out[m.name, v] = [SFT, *m.steps[:-1], command(m, v)]
-    for name, last in EXTRAS.items():
-        out[name, ""] = [SFT, last]
-    return {k: [smoke_argv(shlex.split(s)) if smoke else shlex.split(s) for s in c]
-            for k, c in out.items()}
+            out[m.name, v] = [SFT, *m.steps[:-1], run_command(m, v)]
+    for name, steps in EXTRAS.items():
+        out[name, ""] = [SFT, *steps]
+    return {k: [finish(shlex.split(s), smoke) for s in c] for k, c in out.items()}
 
 
-def smoke_argv(argv: list[str]) -> list[str]:
-    """argv with the values of SMOKE_FLAGS put in, and --smoke."""
+def memory_chains(smoke: bool) -> dict[str, list[list[str]]]:
+    """{method: the steps that measure its memory on MEMORY_SFT's 25M-parameter model}."""
+    sft = SFT if smoke else MEMORY_SFT       # (a smoke run: the smoke model, seconds long)
+    return {name: [finish(shlex.split(s), smoke) for s in (sft, *steps)]
+            for name, steps in MEMORY.items()}
+
+
+def finish(argv: list[str], smoke: bool) -> list[str]:
+    """A step's argv as it runs: a DPO step without --init_from starts from {seed_dir}'s
+    checkpoint; with smoke, SMOKE_FLAGS's values put in, and --smoke."""
     argv = list(argv)
+    if argv[0] == "train_dpo.py" and "--init_from" not in argv:
+        argv += ["--init_from", "{seed_dir}/" + ("pretrain.pt" if "orpo" in argv else "sft.pt")]
+    if not smoke:
+        return argv
     for i, a in enumerate(argv[:-1]):
         if a in SMOKE_FLAGS:
             argv[i + 1] = SMOKE_FLAGS[a]

@@ -6,14 +6,16 @@ import time
 import torch
 
 from experiments.claims import judge
-from experiments.measure import BEST_OF, best_of_n_kl
-from experiments.methods import DPO, GRPO, METHODS, PPO
-from experiments.results import mean, middle, ms, of, resources, sft_by_seed, std
+from experiments.ceiling import best_of_n_bound
+from experiments.measure import BEST_OF
+from experiments.methods import DPO, ENVELOPES, GRPO, METHODS, PATHS, PPO
+from experiments.results import (distance, mean, middle, ms, of, points, resources, sft_by_seed,
+                                 std)
 
 
 def frontier_points(result: dict) -> dict[str, list[dict]]:
     """{curve: [{label, kl: [per seed], reward: [per seed], win: [...]}]}: the methods' runs,
-    then best-of-N (KL in closed form), the SFT model and the SFT control."""
+    then exact best-of-N, the SFT model and the SFT control."""
     curves = {}
     for m in METHODS:
         for v in m.values:
@@ -22,10 +24,10 @@ def frontier_points(result: dict) -> dict[str, list[dict]]:
                                for k in ("kl_to_ref", "reward_mean", "win_rate_vs_sft"))
                 curves.setdefault(m.name, []).append(
                     {"label": f"{m.knob} {v}", "kl": kl, "reward": rw, "win": win})
-    bon = result["best_of_n"]
-    curves["best-of-N from SFT (no training)"] = [
-        {"label": f"N = {n}", "kl": [best_of_n_kl(n)] * len(bon),
-         "reward": [b[str(n)] for b in bon.values()], "win": []} for n in BEST_OF]
+    bon = result["best_of_n"].values()
+    curves[BEST_OF_N] = [{"label": f"N = {n}", "kl": [b[str(n)]["kl"] for b in bon],
+                          "reward": [b[str(n)]["reward"] for b in bon], "win": []}
+                         for n in BEST_OF]
     curves["SFT model"] = [{"label": "", "kl": [0.0] * len(result["sft"]),
                             "reward": list(sft_by_seed(result).values()), "win": []}]
     control = result["runs"].get("sft_control", {}).get("", {})
@@ -36,39 +38,99 @@ def frontier_points(result: dict) -> dict[str, list[dict]]:
     return curves
 
 
+BEST_OF_N = "best-of-N from SFT (exact, with ties; no training)"
+
+
+def ceiling_curve(result: dict) -> tuple[list[float], list[float], list[float]]:
+    """The ceiling averaged over the seeds at each beta: (KL, reward, the reward's spread: the
+    larger of the seeds' std and the bootstrap's over prompts)."""
+    curves = list(result["ceiling"].values())
+    kl = [mean(c[i]["kl"] for c in curves) for i in range(len(curves[0]))]
+    rw = [mean(c[i]["reward"] for c in curves) for i in range(len(curves[0]))]
+    sd = [max(std([c[i]["reward"] for c in curves]), mean(c[i]["reward_std"] for c in curves))
+          for i in range(len(curves[0]))]
+    return kl, rw, sd
+
+
 def plot(result: dict, paths: list) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 6))
-    markers = "os^vDP<>hXp*"         # tab10's gray (7) is left to best-of-N
-    for i, (name, points) in enumerate(frontier_points(result).items()):
-        baseline = i >= len(METHODS)
-        x = [mean(p["kl"]) for p in points]
-        y = [mean(p["reward"]) for p in points]
-        style = dict(color="gray", ls="--") if name.startswith("best-of") else \
-            dict(color="black", ls="") if baseline else dict(color=plt.cm.tab10(i + (i > 6)))
-        ax.errorbar(x, y, xerr=[std(p["kl"]) for p in points],
-                    yerr=[std(p["reward"]) for p in points],
-                    marker=markers[i % len(markers)], ms=6, capsize=2, lw=1.2, label=name,
-                    **style)
-        if name.startswith("best-of"):
-            for p, xi, yi in zip(points, x, y):
-                ax.annotate(p["label"], (xi, yi), xytext=(3, -10), textcoords="offset points",
-                            fontsize=7, color="gray")
+    fig, ax = plt.subplots(figsize=(11, 7))
+    kl, rw, sd = ceiling_curve(result)
+    ax.plot(kl, rw, color="black", lw=2, label="ceiling: the KL-regularised optimum pi* "
+            "(from 64 SFT answers a prompt)", zorder=1)
+    ax.fill_between(kl, [r - s for r, s in zip(rw, sd)], [r + s for r, s in zip(rw, sd)],
+                    color="black", alpha=0.12, lw=0)
+    bon = frontier_points(result)[BEST_OF_N]
+    ax.plot([best_of_n_bound(n) for n in BEST_OF], [mean(p["reward"]) for p in bon], ":",
+            color="gray", lw=1, label="best-of-N at the tie-free bound log N - (N-1)/N")
+    colors = plt.cm.tab20(range(20))
+    markers = "os^vDP<>hXp*dH"
+    for i, (name, pts) in enumerate(frontier_points(result).items()):
+        x, y = [mean(p["kl"]) for p in pts], [mean(p["reward"]) for p in pts]
+        style = dict(color="gray", ls="--", marker="s") if name == BEST_OF_N else \
+            dict(color="black", ls="", marker="*", ms=9) if i >= len(METHODS) else \
+            dict(color=colors[i], marker=markers[i % len(markers)])
+        ax.errorbar(x, y, xerr=[std(p["kl"]) for p in pts], yerr=[std(p["reward"]) for p in pts],
+                    capsize=2, lw=1.2, label=name, **{"ms": 6, **style})
+    draw_paths(ax, result, colors)
+    draw_promises(ax, result, colors)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("KL(policy || SFT model), nats per answer (symlog axis)")
     ax.set_ylabel("true reward of the answers to held-out prompts")
     n = len(result["sft"])
-    ax.set_title(f"True reward against KL, every method from the same SFT models "
-                 f"(mean ± std over {n} seed{'s' * (n > 1)}; each curve: its KL knob)",
-                 fontsize=9)
+    ax.set_title(f"True reward against KL, every method from the same SFT models, under the "
+                 f"ceiling pi* (mean ± std over {n} seed{'s' * (n > 1)}; each curve: its KL "
+                 "knob; thin lines: training paths; hollow: where the objective is minimised)",
+                 fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def draw_paths(ax, result: dict, colors) -> None:
+    """Each PATHS method's middle run, checkpoint by checkpoint (the DPO paper's Figure 2):
+    the SFT model's point, then the mean over seeds of each measured step."""
+    for i, m in enumerate(METHODS):
+        if m.name not in PATHS:
+            continue
+        runs = result["runs"].get(m.name, {}).get(m.values[1], {}).values()
+        steps = sorted({p["step"] for r in runs for p in r.get("path", [])})
+        at_step = [[p for r in runs for p in r.get("path", []) if p["step"] == s] for s in steps]
+        xs = [0.0] + [mean(p["kl"] for p in pts) for pts in at_step]
+        ys = [mean(sft_by_seed(result).values())] + [mean(p["reward"] for p in pts)
+                                                     for pts in at_step]
+        ax.plot(xs, ys, "-", color=colors[i], lw=0.7, alpha=0.8)
+
+
+def draw_promises(ax, result: dict, colors) -> None:
+    """Where DPO's (and PPO's) own objective is minimised at each knob value (hollow, in the
+    method's color), an arrow from there to where training landed."""
+    for name, promised in result.get("promised", {}).items():
+        i, m = next((i, m) for i, m in enumerate(METHODS) if m.name == name)
+        for v, p in promised.items():
+            reached = [mean(of(result, m, v, k).values()) for k in ("kl_to_ref", "reward_mean")]
+            ax.plot([p["kl"]], [p["reward"]], "o", mfc="none", mec=colors[i], mew=1.5, ms=9)
+            ax.annotate("", xy=reached, xytext=(p["kl"], p["reward"]),
+                        arrowprops=dict(arrowstyle="->", color=colors[i], lw=0.8, alpha=0.7))
+
+
+def ceiling_table(result: dict) -> str:
+    """The ceiling's points (mean ± std over seeds; the bootstrap's spread over prompts), and
+    how far doubling M moved it."""
+    check = result.get("ceiling_check", {})
+    curves = list(result["ceiling"].values())
+    rows = [[c0["beta"], ms([c[i]["kl"] for c in curves], ".2f"),
+             ms([c[i]["reward"] for c in curves]), f"{mean(c[i]['reward_std'] for c in curves):.3f}"]
+            for i, c0 in enumerate(curves[0])]
+    note = (f"From {check.get('M')} SFT answers a prompt; {check.get('doubled')} answers moved the "
+            f"reward by at most {check.get('max_reward_change', float('nan')):.4f} (first seed).")
+    return note + "\n\n" + md_table(["beta", "KL (nats)", "true reward",
+                                      "bootstrap std over prompts"], rows)
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
@@ -77,24 +139,87 @@ def md_table(header: list[str], rows: list[list]) -> str:
 
 
 def frontier_table(result: dict) -> str:
+    """Every point of the plot, the learning-rate runs of the envelopes, and best-of-N's
+    tie-free KL bound beside its exact KL."""
     rows = []
-    for name, points in frontier_points(result).items():
-        for p in points:
-            rows.append([name, p["label"], ms(p["kl"], ".2f"), ms(p["reward"]),
+    for name, pts in frontier_points(result).items():
+        for p in pts:
+            bound = f" (tie-free bound {best_of_n_bound(int(p['label'][4:])):.2f})" \
+                if name == BEST_OF_N else ""
+            rows.append([name, p["label"], ms(p["kl"], ".2f") + bound, ms(p["reward"]),
                          ms(p["win"]) if p["win"] else "", len(p["reward"])])
+    for name, extras in ENVELOPES.items():
+        for p in points(result, name, values=[], extras=extras):
+            rows.append([name, p["label"], ms(p["kl"], ".2f"), ms(p["reward"]), "",
+                         len(p["reward"])])
     return md_table(["method", "knob", "KL to SFT (nats)", "true reward", "win rate vs SFT",
                      "n"], rows)
 
 
+def promised_table(result: dict) -> str:
+    """Where each objective is minimised (the derivation) against where training landed."""
+    rows = []
+    for name, promised in result.get("promised", {}).items():
+        m = next(m for m in METHODS if m.name == name)
+        for v, p in promised.items():
+            rows.append([name, f"{m.knob} {v}", f"{p['kl']:.2f} ± {p['kl_std']:.2f}",
+                         f"{p['reward']:.3f} ± {p['reward_std']:.3f}",
+                         ms(of(result, m, v, "kl_to_ref").values(), ".2f"),
+                         ms(of(result, m, v, "reward_mean").values())])
+    return ("The paper's DPO loss on Bradley-Terry labels at T = 0.1 is minimised by pi ∝ pi_ref "
+            "exp(r / (T beta)), the ceiling at beta' = T beta; PPO's objective by pi ∝ pi_ref "
+            "exp(RM score / kl_coef), the same SFT answers weighted by the reward model's "
+            "scores and read off on the true reward.\n\n" + md_table(
+                ["method", "knob", "promised KL", "promised true reward", "reached KL",
+                 "reached true reward"], rows))
+
+
 def resources_table(result: dict) -> str:
     params, res = result["trainable_params"], resources(result)
-    rows = [[m.name, f"{m.knob} {res[m.name]['value']}", ms(res[m.name]["models"], ".0f"),
-             f"{params[m.trainable]:,}", ms(res[m.name]["peak_mb"], ".0f"),
-             ms(res[m.name]["dt"], ".3f"), f"{mean(res[m.name]['steps']):.0f}",
-             ms(res[m.name]["train_seconds"], ".0f"), m.data, m.knobs] for m in METHODS]
+    rows = []
+    for m in METHODS:
+        r, v = res[m.name], res[m.name]["value"]
+        rows.append([m.name, f"{m.knob} {v}", ms(r["models"], ".0f"), f"{params[m.trainable]:,}",
+                     ms(r["peak_mb"], ".0f"), ms(r["dt"], ".3f"), f"{mean(r['steps']):.0f}",
+                     ms(r["train_seconds"], ".0f"), ms(distance(result, m, v, "gap")),
+                     ms(distance(result, m, v, "efficiency"), ".0%"), m.data, m.knobs])
     return md_table(["method", "run", "models in memory (measured)", "trainable parameters",
                      "peak memory, process (MiB)", "s / step (median)", "steps",
-                     "training time (s)", "data it needs", "knobs"], rows)
+                     "training time (s)", "reward gap to the ceiling", "KL efficiency",
+                     "data it needs", "knobs"], rows)
+
+
+def distance_sentences(result: dict) -> str:
+    """A sentence per method on how near the ceiling it came, at the knob value where its KL
+    efficiency was highest; then which method came nearest at a true reward of 0.95 or more."""
+    lines, near = [], []
+    for m in METHODS:
+        by_value = {v: (distance(result, m, v, "efficiency"), distance(result, m, v, "gap"))
+                    for v in m.values if distance(result, m, v, "gap")}
+        if not by_value:
+            continue
+        v = max(by_value, key=lambda u: mean(by_value[u][0]))
+        eff, gap = by_value[v]
+        rw, kl = (mean(of(result, m, v, k).values()) for k in ("reward_mean", "kl_to_ref"))
+        lines.append(f"- {m.name}, {m.knob} {v}: true reward {rw:.3f} at {kl:.2f} nats; the "
+                     f"optimum reaches {rw + mean(gap):.3f} at that KL (gap {ms(gap)}) and "
+                     f"needs {mean(eff):.0%} of the KL for this reward (KL efficiency "
+                     f"{ms(eff, '.0%')}).")
+        near += [(mean(distance(result, m, u, "efficiency")), m.name, u) for u in m.values
+                 if mean(of(result, m, u, "reward_mean").values()) >= 0.95]
+    best = max(near, default=None)
+    lines.append(f"\nNearest the ceiling at a true reward of 0.95 or more: {best[1]} "
+                 f"({best[2]}), KL efficiency {best[0]:.0%}." if best else
+                 "\nNo trained method reached a true reward of 0.95.")
+    return "\n".join(lines)
+
+
+def memory_table(result: dict) -> str:
+    mb = result.get("memory", {})
+    rlhf = mean(mb.get("RLHF", {}).values())
+    return md_table(["method", "memory the process added (MiB)", "of RLHF's", "n"],
+                    [[name, ms(v.values(), ".0f"), f"{mean(v.values()) / rlhf:.0%}", len(v)]
+                     for name, v in mb.items()])
 
 
 def selection_table(result: dict) -> str:
@@ -151,7 +276,11 @@ def report(result: dict, seeds: list[int], seconds: float, smoke: bool) -> str:
         f"{time.strftime('%Y-%m-%d')}, {seconds:.0f} s wall for this call, torch "
         f"{torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}.{failed}",
         "## The frontier (the plot's numbers)", frontier_table(result),
+        "## The ceiling (the KL-regularised optimum pi*)", ceiling_table(result),
+        "## Where the derivation says a run should land", promised_table(result),
         "## Resources (each method at its middle knob value)", resources_table(result),
+        "## Distance from the ceiling", distance_sentences(result),
+        "## Memory on a 25M-parameter model (a few steps of each script)", memory_table(result),
         "## The first article's method-selection table, measured", selection_table(result),
         "## The articles' claims", md_table(["claim", "source", "runs", "measured (mean ± std)",
                                              "verdict"], [list(c) for c in judge(result)])])

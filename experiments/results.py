@@ -83,6 +83,39 @@ def resources(result: dict) -> dict[str, dict]:
                             at(r, "rm/peak_memory_mb") if rm else 0) for r in runs.values()],
             "dt": [r.get("log", {}).get("median_dt", math.nan) for r in runs.values()],
             "steps": [r.get("log", {}).get("steps", math.nan) for r in runs.values()],
-            "train_seconds": [at(r, f"{m.stage}/train_seconds") +
+            "train_seconds": [at(r, f"{m.stage}/train_seconds") - path_seconds(r) +
                               (at(r, "rm/train_seconds") if rm else 0) for r in runs.values()]}
     return out
+
+
+def path_seconds(run: dict) -> float:
+    """The seconds a run spent measuring its path (--eval_every), not training."""
+    return sum(p["seconds"] for p in run.get("path", []))
+
+
+def points(result: dict, name: str, values=None, extras=()) -> list[dict]:
+    """A method's runs as points {label, kl: [per seed], reward: [per seed]}: at each knob
+    value, then the extra runs named (its learning-rate runs)."""
+    m = next(m for m in METHODS if m.name == name)
+    out = [{"label": f"{m.knob} {v}", "kl": list(of(result, m, v, "kl_to_ref").values()),
+            "reward": list(of(result, m, v, "reward_mean").values())}
+           for v in values or m.values if v in result["runs"].get(name, {})]
+    return out + [{"label": x, "kl": list(by_seed(result, x, "", f"{m.stage}/kl_to_ref").values()),
+                   "reward": list(by_seed(result, x, "", f"{m.stage}/reward_mean").values())}
+                  for x in extras if x in result["runs"]]
+
+
+def envelope(pts: list[dict]) -> list[dict]:
+    """The upper envelope of points on the mean reward against mean KL: those that no other
+    point beats, with as much reward or more at as little KL or less. In order of KL."""
+    mean_of = [(mean(p["kl"]), mean(p["reward"]), p) for p in pts]
+    kept = [p for k, r, p in mean_of if not any(k2 <= k and r2 >= r and (k2, r2) != (k, r)
+                                                  for k2, r2, _ in mean_of)]
+    return sorted(kept, key=lambda p: mean(p["kl"]))
+
+
+def distance(result: dict, m: Method, value: str, key: str) -> list[float]:
+    """A run's distance from the ceiling, per seed: "gap" (R*(KL) - R) or "efficiency"
+    (KL*(R) / KL), measured from the seed's own ceiling (experiments/measure.py)."""
+    return [d[m.name][value][key] for d in result.get("distance", {}).values()
+            if value in d.get(m.name, {})]

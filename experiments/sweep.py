@@ -20,7 +20,9 @@ folder's .sweep/ says so), is not run again: a later sweep into the same --out
 with the same first steps reuses what an earlier one trained. A stamp records the
 command, not the code: after changing a script, sweep into a new --out. In a
 step's flags, {out_dir} stands for its folder: "train_sft.py --stage sft
---init_from {out_dir}/sft.pt" trains on from the seed's SFT checkpoint.
+--init_from {out_dir}/sft.pt" trains on from the seed's SFT checkpoint; {seed_dir} for the
+seed's shared folder, OUT/seed<S>: "train_dpo.py --init_from {seed_dir}/sft.pt" starts from
+the seed's SFT model itself, so the runs that do share what is kept beside it.
 
 Every <stage>_eval.json a step writes is read back: the table has one row per
 metric, with mean +- std (sample std, n - 1), min, max and n over the runs, each
@@ -67,6 +69,11 @@ class Step:
         """Same command, same seed, same steps before it: same files, so it can be reused."""
         chain = [] if self.after is None else [self.after.key]
         return hashlib.sha1(json.dumps(chain + [self.seed] + self.argv).encode()).hexdigest()[:12]
+
+    @property
+    def seed_dir(self) -> Path:
+        """OUT/seed<S>: the folder of the steps a seed's runs share."""
+        return self.folder if self.folder.name == f"seed{self.seed}" else self.folder.parent
 
     @property
     def stamp(self) -> Path:
@@ -164,7 +171,8 @@ def execute(step: Step, threads: int, log) -> None:
         step.folder.mkdir(parents=True, exist_ok=True)
         before = files_of(step.folder)
         cmd = [sys.executable, str(ROOT / step.argv[0]),
-               *(a.replace("{out_dir}", str(step.folder)) for a in step.argv[1:]),
+               *(a.replace("{out_dir}", str(step.folder)).replace("{seed_dir}", str(step.seed_dir))
+                 for a in step.argv[1:]),
                "--seed", str(step.seed), "--out_dir", str(step.folder),
                "--overwrite"]      # the stamps, not the scripts, decide what is stale here
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -11,11 +11,13 @@ On held-out prompts: one sample at temperature 1 and one greedy answer each.
     persona/<name>    share of sampled answers in each persona
     mean_length       mean sampled completion length in tokens (end token included)
     answer_skill      accuracy of the sampled answers that mean to be right (see answer_skill)
-    seconds           wall time of the evaluation
+    eval_seconds      wall time of the evaluation
 """
 
 import gc
+import hashlib
 import json
+import os
 import resource
 import sys
 import time
@@ -29,6 +31,7 @@ from data.pairs import pairs_from_samples
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
 from losses import answer_logps
 from model import GPT, sample
+from plumbing.distributed import barrier, is_main
 
 
 def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=0,
@@ -54,6 +57,27 @@ def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=
     return texts, token_rows
 
 
+def kept_answers(model, prompts: list[str], *, num_samples: int, seed: int,
+                 beside: Path | None) -> list[str]:
+    """generate()'s answers, num_samples per prompt (row i*K+k: answer k to prompt i). With
+    `beside`, the checkpoint the model was loaded from, they are kept in a JSONL file next to
+    it and read back by every later run from that checkpoint with the same prompts, K and
+    seed: the methods trained from one SFT model share its samples. (The main process
+    samples; the others wait and read.)"""
+    if beside is None:
+        return generate(model, prompts, num_samples=num_samples, seed=seed)[0]
+    key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:10]
+    path = beside.with_name(f"{beside.stem}_answers_k{num_samples}_s{seed}_{key}.jsonl")
+    if is_main() and not (path.exists() and path.stat().st_mtime > beside.stat().st_mtime):
+        texts = generate(model, prompts, num_samples=num_samples, seed=seed)[0]
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")    # whole, or not at all
+        write_jsonl(tmp, [{"prompt": p, "answers": texts[i * num_samples:(i + 1) * num_samples]}
+                          for i, p in enumerate(prompts)])
+        os.replace(tmp, path)
+    barrier()
+    return [a for line in path.read_text().splitlines() for a in json.loads(line)["answers"]]
+
+
 def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
     """(metrics, sampled responses, their token ids): the shared metrics (see the module
     docstring), and one sample per prompt, in prompt order."""
@@ -74,7 +98,7 @@ def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
     if samples_path is not None:
         write_jsonl(samples_path, [{"prompt": p, "response": r, "reward": w}
                                    for p, r, w in zip(prompts, sampled, rewards)])
-    metrics["seconds"] = time.time() - t0
+    metrics["eval_seconds"] = time.time() - t0
     return metrics, sampled, sampled_tokens
 
 
@@ -89,18 +113,32 @@ def against_reference(policy, reference, prompts, *, seed: int, samples_path):
     return before, after, (ref_tokens, tokens)
 
 
-def implicit_reward_accuracy(reference, prompts, rewards, samples_per_prompt: int, *,
-                             seed: int) -> float:
+@torch.no_grad()
+def implicit_reward_accuracy(policy, reference, prompts, *, logps_of, rewards,
+                             samples_per_prompt: int, seed: int) -> float:
     """Share of held-out pairs, the reference's answers to held-out prompts best against worst
-    (data.pairs.pairs_from_samples), whose chosen answer `rewards` ranks first; rewards(pairs
-    as token ids) -> (chosen (P,), rejected (P,)). NaN if no pair fits the context."""
+    (data.pairs.pairs_from_samples), whose chosen answer the policy's implicit reward ranks
+    first. logps_of(model, pairs, device) -> AnswerLogps (P, 2); rewards(policy's, reference's)
+    -> (chosen (P,), rejected (P,)). NaN if no pair fits the context."""
     answers, _ = generate(reference, prompts, num_samples=samples_per_prompt, seed=seed)
     pairs = encode_rows(pairs_from_samples(prompts, answers, seed=seed),
                         reference.config.block_size, "held-out pairs", required=False)
     if not pairs:
         return float("nan")
-    chosen, rejected = rewards(pairs)
+    device = next(policy.parameters()).device
+    chosen, rejected = rewards(*(in_batches(lambda b: logps_of(m, b, device), pairs,
+                                            batch_size=128) for m in (policy, reference)))
     return (chosen > rejected).float().mean().item()
+
+
+def path_point(policy, reference, prompts, *, seed: int) -> dict:
+    """Where a policy stands mid-training: the mean true reward of one sampled answer to each
+    prompt (evaluate's sampled answers) and its KL to the reference, with the seconds it took."""
+    t0 = time.time()
+    texts, tokens = generate(policy, prompts, seed=seed)
+    return {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
+            "kl": kl_to_reference(policy, reference, prompts, tokens),
+            "seconds": time.time() - t0}
 
 
 def answer_skill(prompts: list[str], responses: list[str]) -> float:
@@ -148,6 +186,9 @@ def models_in_memory() -> int:
     return len({obj.wte.weight.data_ptr() for obj in gc.get_objects() if type(obj) is GPT})
 
 
+MEMORY_AT_START = {}                    # {"mb": peak memory as the run started}, start_run's
+
+
 def peak_memory_mb(device) -> float:
     """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
     if device.type == "cuda":
@@ -158,13 +199,15 @@ def peak_memory_mb(device) -> float:
 # ------------------------------------------------------------------ the end-of-run outputs
 
 def finish(out_dir, stage: str, columns: dict[str, dict], title: str, *, train_seconds: float,
-           device) -> dict:
+           device, also_saved: dict | None = None) -> dict:
     """The end of a run: the last column (the stage's own metrics) gets train_seconds and the
-    peak memory and is saved as OUT_DIR/<stage>_eval.json; the table is printed, saying where
-    the stage's files went. Returns the stage's metrics."""
+    peak memory and is saved as OUT_DIR/<stage>_eval.json, with also_saved (numbers the table
+    shows in another column); the table is printed, saying where the stage's files went.
+    Returns the stage's metrics."""
     metrics = list(columns.values())[-1]
-    metrics.update(train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(device))
-    save_json(Path(out_dir) / f"{stage}_eval.json", metrics)
+    metrics.update(train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(device),
+                   memory_at_start_mb=MEMORY_AT_START.get("mb", 0.0))
+    save_json(Path(out_dir) / f"{stage}_eval.json", {**metrics, **(also_saved or {})})
     print_table(columns, title)
     saved = [f"{stage}{end}" for end in (".pt", "_eval.json", "_samples.jsonl", "_metrics.jsonl")
              if (Path(out_dir) / f"{stage}{end}").exists()]

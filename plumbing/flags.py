@@ -44,6 +44,11 @@ class RunConfig:
     def __post_init__(self):
         check_bounds(self)
 
+    def inputs(self) -> dict[str, str]:
+        """{flag: file}: the flags naming what this run reads, and the file in OUT_DIR each
+        reads when left empty (the overwrite guard's advice names them)."""
+        return {}
+
 
 @dataclasses.dataclass
 class AlignConfig(RunConfig):
@@ -54,6 +59,12 @@ class AlignConfig(RunConfig):
     allow_pretrained: bool = flag(False, "let --init_from name a pretraining checkpoint (to "
                                   "see what skipping SFT does; alignment expects an SFT model)",
                                   "model")
+    eval_every: int = flag(0, "also measure the true reward and the KL to the reference every "
+                              "this many steps, into OUT_DIR/<stage>_path.jsonl (0: only at the "
+                              "end)", "evaluation", at_least=0)
+
+    def inputs(self) -> dict[str, str]:
+        return {"init_from": "sft.pt"}
 
 
 @dataclasses.dataclass
@@ -84,8 +95,10 @@ GROUP_ORDER = ["method", "model", "data", "training", "evaluation", "run"]
 
 
 def examples(doc: str) -> str:
-    """The docstring's example command lines (indented lines that start with 'python')."""
-    lines = [line for line in doc.splitlines() if line.strip().startswith(("python", "torchrun"))]
+    """The docstring's example command lines (lines that start with python or torchrun, or
+    pipe into python)."""
+    lines = [line for line in doc.splitlines()
+             if line.strip().startswith(("python", "torchrun")) or "| python" in line]
     return "examples:\n" + "\n".join(lines) if lines else ""
 
 

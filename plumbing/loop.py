@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from model import first_line, read_checkpoint, save_checkpoint
 from plumbing.distributed import all_reduce_mean, is_main, world_size
-from plumbing.evaluation import models_in_memory
+from data.world import eval_prompts
+from plumbing.evaluation import models_in_memory, path_point
 
 
 def make_optimizer(model, learning_rate: float, weight_decay: float, device):
@@ -85,6 +86,9 @@ class TrainingRun:
       step. Each read adds "dt" (seconds per step since the last read), and "tok/s"
       where the metrics count "tokens", then writes each step to OUT_DIR/<name>_metrics.jsonl
       and the progress bar (or, without a terminal, a log line every log_every steps).
+    - With path=(policy, reference) and --eval_every k, every k steps the policy's true
+      reward and KL on the held-out prompts go to OUT_DIR/<name>_path.jsonl (its seconds
+      are not counted in dt).
     - The state is saved every --save_every steps, at the end, and on Ctrl-C (seen at
       the next read), which then ends the run with status 130. A non-finite loss ends
       the run at the read that sees it with nothing saved, so every checkpoint on disk
@@ -92,8 +96,9 @@ class TrainingRun:
     """
 
     def __init__(self, name: str, cfg, model, opt, rng: torch.Generator, steps: int,
-                 log_every: int, show=("loss",)):
+                 log_every: int, show=("loss",), path=None):
         self.name, self.cfg, self.model, self.opt, self.rng = name, cfg, model, opt, rng
+        self.path = path if getattr(cfg, "eval_every", 0) and path and path[1] else None
         self.steps, self.log_every, self.show = steps, log_every, show
         self.state_path = Path(cfg.out_dir) / f"{name}_state.pt"
         self.device = next(model.parameters()).device
@@ -112,6 +117,9 @@ class TrainingRun:
                         disable=None if self.main else True)
         self.ctrl_c = CtrlC().__enter__()
         self.held = {"models_in_memory": models_in_memory()}   # written with the first step
+        self.path_file = Path(self.cfg.out_dir) / f"{self.name}_path.jsonl"
+        if self.path and self.main and not self.start:
+            self.path_file.unlink(missing_ok=True)
         self.pending, self.t_read = [], time.perf_counter()   # steps not yet read back
         return self
 
@@ -125,6 +133,12 @@ class TrainingRun:
         self.pending.append((step, metrics))
         self.bar.update(1)
         done = step + 1
+        if self.path and self.main and done % self.cfg.eval_every == 0:
+            t0 = time.perf_counter()
+            point = path_point(*self.path, eval_prompts(self.cfg.eval_prompts), seed=self.cfg.seed)
+            with open(self.path_file, "a") as f:
+                f.write(json.dumps({"step": done, **point}) + "\n")
+            self.t_read += time.perf_counter() - t0          # not a training step's time
         save = done == self.steps or (self.cfg.save_every and done % self.cfg.save_every == 0)
         # One process may stop at any step; several read back (and so stop) at the same steps.
         if self.lazy and not (save or done % self.log_every == 0 or
@@ -152,13 +166,16 @@ class TrainingRun:
                                   "to go on", 130)
 
     def report(self, step: int, metrics: dict) -> None:
-        """To the metrics file, to the bar, and, when the bar is off (output is not a
-        terminal), as a log line every log_every steps and at the end."""
+        """To the metrics file, to the bar, and as a log line: the run's first step always
+        (what the loss is made of at the start), and, when the bar is off (output is not a
+        terminal), every log_every steps and at the end."""
         self.metrics_file.write(step, {**metrics, **self.held})
-        self.held = {}
         self.bar.set_postfix_str(" ".join(f"{k} {metrics[k]:.3f}" for k in self.show))
-        if self.bar.disable and (step % self.log_every == 0 or step == self.steps - 1):
-            print(" | ".join([f"step {step}"] + [f"{k} {v:.4g}" for k, v in metrics.items()]))
+        if self.held or self.bar.disable and (step % self.log_every == 0 or
+                                              step == self.steps - 1):
+            self.bar.write(" | ".join([f"{self.name} step {step}"] +
+                                      [f"{k} {v:.4g}" for k, v in metrics.items()]))
+        self.held = {}
 
 
 def reads_lazily(device) -> bool:

@@ -8,18 +8,21 @@ Skip this file on a first read.
 import copy
 import dataclasses
 import random
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data.batching import write_jsonl
 from model import AdaptersOff, add_lora, load_checkpoint, read_checkpoint
-from plumbing.distributed import barrier, is_main, setup_device
+from plumbing.distributed import setup_device
+from plumbing.evaluation import MEMORY_AT_START, peak_memory_mb
 
 # Settings that change where or how a run goes, not what it computes: a checkpoint
 # written with other values of these is the same run's.
-HOW_NOT_WHAT = {"out_dir", "overwrite", "device", "resume", "compile", "save_every", "stage"}
+HOW_NOT_WHAT = {"out_dir", "overwrite", "device", "resume", "compile", "save_every", "stage",
+                "eval_every"}
 
 
 def start_run(cfg, smoke: dict, outputs: list[str]):
@@ -29,7 +32,9 @@ def start_run(cfg, smoke: dict, outputs: list[str]):
         cfg = smoke_config(cfg, smoke)
     claim_outputs(cfg, outputs)
     set_seed(cfg.seed)
-    return cfg, setup_device(cfg.device)
+    device = setup_device(cfg.device)
+    MEMORY_AT_START["mb"] = peak_memory_mb(device)     # the runtime's, before any model
+    return cfg, device
 
 
 def smoke_config(cfg, smoke: dict):
@@ -60,8 +65,23 @@ def claim_outputs(cfg, outputs: list[str]) -> None:
                    if k not in HOW_NOT_WHAT and k in theirs and theirs[k] != v]
         if changed:
             diff = ", ".join(f"--{k} {theirs[k]!r} -> {getattr(cfg, k)!r}" for k in changed[:4])
-            raise ValueError(f"{path} was written by a run with other settings ({diff}); "
-                             "give this run its own --out_dir, or pass --overwrite to replace it")
+            raise ValueError(f"{path} was written by a run with other settings ({diff}). To keep "
+                             "both, give this run a folder of its own that reads what it needs "
+                             f"from {out}:\n    {own_folder_command(cfg, changed)}\nor pass "
+                             "--overwrite to replace it")
+
+
+def own_folder_command(cfg, changed: list[str]) -> str:
+    """This command line again with an --out_dir of its own (named after the changed settings,
+    inside OUT_DIR) and the inputs it read from OUT_DIR named (cfg.inputs())."""
+    argv, keep = sys.argv[1:], []
+    for i, a in enumerate(argv):          # drop --out_dir X and --overwrite
+        if a not in ("--out_dir", "--overwrite") and (i == 0 or argv[i - 1] != "--out_dir"):
+            keep.append(a)
+    name = "_".join(f"{k}{getattr(cfg, k)}" for k in changed[:3])
+    inputs = [f"--{k} {Path(cfg.out_dir) / f}" for k, f in cfg.inputs().items() if not getattr(cfg, k)]
+    return " ".join(["python", Path(sys.argv[0]).name, *map(shlex.quote, keep),
+                     f"--out_dir {Path(cfg.out_dir) / name}", *inputs])
 
 
 def set_seed(seed: int) -> None:
@@ -119,14 +139,3 @@ def lora(model, cfg):
           f"parameters of {total:,} ({trainable / total:.1%}); the reference is the same "
           "model with its adapters off")
     return model
-
-
-def cached(path: Path, build, newer_than: Path) -> Path:
-    """path, a JSONL file of the rows build() returns, written by the main process (the others
-    wait) unless it is already there and newer than newer_than: a later run with the same
-    settings, from the same checkpoint, reuses the rows an earlier one built."""
-    fresh = path.exists() and path.stat().st_mtime > newer_than.stat().st_mtime
-    if is_main() and not fresh:
-        write_jsonl(path, build())
-    barrier()
-    return path

@@ -1,6 +1,7 @@
-"""compare.py: the best-of-N KL against an exact computation, the plan (each seed's SFT model
-and reward model trained once for every method), the claim verdicts, and the whole --smoke run
-(every method, the plot, the four tables)."""
+"""compare.py: the tie-free best-of-N KL against an exact computation, the plan (each seed's
+SFT model and reward model trained once for every method, its DPO runs from the SFT model in
+the seed's folder), the claim verdicts, the envelope, and the whole --smoke run (every method,
+the plot, the tables, compare.json's contract)."""
 import json
 import math
 
@@ -8,9 +9,10 @@ import pytest
 
 from experiments import compare, sweep
 from experiments.claims import judge
-from experiments.measure import BEST_OF, best_of_n_kl
+from experiments.ceiling import best_of_n_bound
+from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
-from experiments.results import every, verdict
+from experiments.results import envelope, every, verdict
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -20,7 +22,7 @@ def test_best_of_n_kl_matches_the_exact_kl_of_many_distinct_outcomes(n):
     M = 200_000
     q = [(k / M) ** n - ((k - 1) / M) ** n for k in range(1, M + 1)]
     exact = sum(x * math.log(x * M) for x in q if x > 0)
-    assert best_of_n_kl(n) == pytest.approx(exact, abs=1e-3)
+    assert best_of_n_bound(n) == pytest.approx(exact, abs=1e-3)
 
 
 def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_path):
@@ -33,6 +35,14 @@ def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_pa
     assert scripts.count("train_rm.py") == 2               # one per seed, for 3 PPO runs each
     folders = [step.folder for step in todo]
     assert len(set(folders)) == len(folders) - 2            # SFT and RM share the seed folder
+    dpo = [step.argv for step in todo if step.argv[0] == "train_dpo.py"]
+    assert all(a[a.index("--init_from") + 1].startswith(("{seed_dir}/", "{out_dir}/")) for a in dpo)
+
+
+def test_the_envelope_keeps_the_points_nothing_beats():
+    pts = [{"label": lab, "kl": [k], "reward": [r]} for lab, k, r in
+           (("a", 1.0, 0.8), ("b", 2.0, 0.9), ("c", 2.5, 0.85), ("d", 0.5, 0.7), ("e", 3, 0.9))]
+    assert [p["label"] for p in envelope(pts)] == ["d", "a", "b"]   # c and e: b beats them
 
 
 def test_verdicts():
@@ -49,9 +59,18 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     assert set(result["runs"]) == {m.name for m in METHODS} | set(EXTRAS)
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert set(saved["best_of_n"]["0"]) == {str(n) for n in BEST_OF}
+    assert set(saved["best_of_n"]["0"]["4"]) == {"reward", "kl", "kl_bound"}
+    assert len(saved["ceiling"]["0"]) >= 12 and {"beta", "kl", "reward"} <= set(
+        saved["ceiling"]["0"][0])
+    paper, ppo = METHODS[0], METHODS[8]
+    assert set(saved["promised"]) == {paper.name, ppo.name}
+    assert set(saved["promised"][paper.name]) == set(paper.values)
+    assert {"kl", "reward"} <= set(saved["promised"][paper.name]["0.1"])
+    assert set(saved["memory"]) == {"DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF"}
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
     text = (tmp_path / "compare.md").read_text()
-    for heading in ("## The frontier", "## Resources", "## The first article's",
+    for heading in ("## The frontier", "## The ceiling", "## Where the derivation", "## Resources",
+                    "## Distance from the ceiling", "## Memory", "## The first article's",
                     "## The articles' claims"):
         assert heading in text
     assert text.index("verdicts mean nothing") < text.index("## The frontier")

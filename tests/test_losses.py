@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import (dpo_loss, grpo_advantages, grpo_loss, ipo_loss, kto_loss, kto_reference_point,
-                    log1mexp, nll_loss, orpo_loss, sequence_logprobs, simpo_loss, sft_loss)
+from losses import (best_of_group_advantages, dpo_loss, grpo_advantages, grpo_loss, ipo_loss,
+                    kto_loss, kto_reference_point, log1mexp, nll_loss, orpo_loss,
+                    rloo_advantages, sequence_logprobs, simpo_loss, sft_loss)
 
 
 def t(*values):
@@ -136,10 +137,47 @@ def test_grpo_loss_by_hand_for_each_loss_type():
     old = logps.detach()
     grpo, _ = grpo_loss(logps, old, None, adv, mask, loss_type="grpo")
     assert grpo.item() == pytest.approx(((-2 / 2) + (6 / 3)) / 2)
-    dr, _ = grpo_loss(logps, old, None, adv, mask, loss_type="dr_grpo")
-    assert dr.item() == pytest.approx((-2 + 6) / (2 * 3))
+    dr, _ = grpo_loss(logps, old, None, adv, mask, loss_type="dr_grpo", max_completion_length=10)
+    assert dr.item() == pytest.approx((-2 + 6) / (2 * 10))   # N x the sampler's limit, not 3
     dapo, _ = grpo_loss(logps, old, None, adv, mask, loss_type="dapo")
     assert dapo.item() == pytest.approx((-2 + 6) / 5)
+
+
+def test_dr_grpo_normalises_batches_of_different_widths_alike():
+    """The same answers padded to two widths (a batch's width is its longest answer's) give
+    the same Dr. GRPO loss: it divides by N x max_completion_length, a constant. The batch's
+    own width would not."""
+    logps, mask, adv = grpo_case()
+    wide_logps = torch.cat([logps.detach(), torch.zeros(2, 4)], dim=1)    # width 3 -> 7
+    wide_mask = torch.cat([mask, torch.zeros(2, 4)], dim=1)
+    losses = [grpo_loss(lp, lp, None, adv, m, loss_type="dr_grpo", max_completion_length=48)[0]
+              for lp, m in ((logps.detach(), mask), (wide_logps, wide_mask))]
+    assert losses[0].item() == pytest.approx(losses[1].item()) == pytest.approx(4 / (2 * 48))
+    with pytest.raises(ValueError, match="max_completion_length"):
+        grpo_loss(logps, logps.detach(), None, adv, mask, loss_type="dr_grpo")
+
+
+def test_rloo_advantages_by_hand():
+    # group [1, 0, 0, 1]: each answer minus the mean of the other three
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+    assert rloo_advantages(rewards, 4).tolist() == pytest.approx(
+        [1 - 1 / 3, 0 - 2 / 3, 0 - 2 / 3, 1 - 1 / 3, 0, 0, 0, 0])
+    # = G / (G - 1) (r - mean): the group-mean baseline rescaled, no std
+    centered = grpo_advantages(rewards, 4, scale="none")
+    assert torch.allclose(rloo_advantages(rewards, 4), 4 / 3 * centered)
+    with pytest.raises(ValueError):
+        rloo_advantages(rewards, 1)
+
+
+def test_best_of_group_advantage_picks_the_highest_reward_and_breaks_ties_at_random():
+    rewards = torch.tensor([0.2, 0.9, 0.1, 0.5, 1.0, 1.0, 0.0, 1.0])
+    picks = []
+    for seed in range(200):
+        adv = best_of_group_advantages(rewards, 4, torch.Generator().manual_seed(seed))
+        assert adv[:4].tolist() == [0.0, 1.0, 0.0, 0.0]             # the one best
+        assert adv[4:].sum() == 1 and adv[6] == 0                   # one of the three 1.0s
+        picks.append(int(adv[4:].argmax()))
+    assert min(picks.count(i) for i in (0, 1, 3)) > 40               # each tie about 1/3
 
 
 def test_grpo_kl_term_by_hand_and_its_gradient_pulls_toward_reference():

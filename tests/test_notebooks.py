@@ -31,6 +31,7 @@ def test_notebook_runs_top_to_bottom(path, scratch, monkeypatch):
                       for o in c.get("outputs", []))
     # each notebook's own loss matches losses.py until edited, and its checks print so
     checks = {"01_dpo": ["label_smoothing 0.0: max difference from losses.dpo_loss: 0.0",
+                         "difference from experiments.ceiling.optimum: 0.0",
                          "label_smoothing 0.1: max difference from losses.dpo_loss: 0.0",
                          "the loss is 0.6931", "lowers the loss: True"],
               "02_ipo_simpo": [f"{n}: max difference from losses.{n}_loss: 0.0"

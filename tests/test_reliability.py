@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def digest(path) -> str:
 def eval_numbers(path) -> dict:
     """An eval file's computed numbers: not its timings, nor the process's peak memory."""
     return {k: v for k, v in json.loads(Path(path).read_text()).items()
-            if "seconds" not in k and k != "peak_memory_mb"}
+            if "seconds" not in k and "memory" not in k}
 
 
 def run_sft(out, *flags):
@@ -57,9 +58,18 @@ def bad_files(sft_dir, tmp_path):
     ckpt = torch.load(out / "sft.pt", weights_only=True)
     ckpt["model_config"]["n_embd"] *= 2
     torch.save(ckpt, misfit)
+    not_utf8 = tmp_path / "latin1.jsonl"
+    not_utf8.write_bytes(b'{"prompt": "What is 1 + 2?", "chosen": "It is 3.", "rejected": "No."}\n'
+                         b'{"prompt": "What is 1 + 3?", "chosen": "Caf\xe9 4.", "rejected": "No."}\n')
+    ties = tmp_path / "ties.jsonl"
+    ties.write_text('{"prompt": "What is 1 + 2?", "chosen": "It is 3.", "rejected": "It is 3."}\n')
     return {
         "data": (["--data", bad_json, "--init_from", out / "sft.pt"],
                  "pairs.jsonl:2: field 'chosen' must be a string"),
+        "not UTF-8": (["--data", not_utf8, "--init_from", out / "sft.pt"],
+                      "latin1.jsonl:2: not UTF-8 text (byte 0xe9 at column 44)"),
+        "only ties": (["--data", ties, "--init_from", out / "sft.pt"],
+                      "ties.jsonl: in every pair the chosen answer equals the rejected one"),
         "missing checkpoint": (["--init_from", tmp_path / "nope.pt"], "nope.pt: no such checkpoint"),
         "truncated checkpoint": (["--init_from", truncated], "truncated.pt: not a readable checkpoint"),
         "config misfit": (["--init_from", misfit], "misfit.pt: the weights do not fit"),
@@ -68,8 +78,9 @@ def bad_files(sft_dir, tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["data", "missing checkpoint", "truncated checkpoint",
-                                  "config misfit", "pretraining checkpoint"])
+@pytest.mark.parametrize("case", ["data", "not UTF-8", "only ties", "missing checkpoint",
+                                  "truncated checkpoint", "config misfit",
+                                  "pretraining checkpoint"])
 def test_bad_files_end_in_one_clear_line(bad_files, case, tmp_path):
     flags, message = bad_files[case]
     status, err = cli("train_dpo.py", "--smoke", "--out_dir", tmp_path, *flags)
@@ -215,5 +226,34 @@ def test_a_run_with_other_settings_does_not_replace_the_last_ones_checkpoint(sft
     assert status == 1 and "dpo.pt was written by a run with other settings (--beta 0.1 -> 0.5)" \
         in err and "--overwrite" in err and "Traceback" not in err
     assert digest(tmp_path / "dpo.pt") == before
+    # the advice is a command that runs: its own folder, the SFT model it needs named
+    advice = next(line.strip() for line in err.splitlines() if line.startswith("    python "))
+    script, *args = shlex.split(advice)[1:]
+    assert f"--init_from {tmp_path / 'sft.pt'}" in advice
+    assert cli(script, *args)[0] == 0
+    assert torch.load(tmp_path / "beta0.5" / "dpo.pt", weights_only=True)["train_config"]["beta"] \
+        == 0.5
     assert cli("train_dpo.py", *flags, "--beta", "0.5", "--overwrite")[0] == 0
     assert torch.load(tmp_path / "dpo.pt", weights_only=True)["train_config"]["beta"] == 0.5
+
+
+def test_the_checklist_drops_ties_and_warns_of_too_little_data(capsys):
+    from data.pairs import checklist
+    pairs = [{"prompt": "What is 1 + 2?", "chosen": "It is 3.", "rejected": "Not sure, maybe 4."},
+             {"prompt": "What is 2 + 2?", "chosen": "It is 4.", "rejected": "It is 4."}] * 2
+    kept = checklist(pairs, steps=150, batch_size=32, source="mine.jsonl")
+    out = capsys.readouterr().out
+    assert kept == pairs[:1] * 2 and "mine.jsonl: dropped 2 of 4 pairs" in out
+    assert "see each of the 2 rows about 2400 times: too little data" in out
+    checklist(pairs * 400, steps=150, batch_size=32, source="many")   # 800 kept: 6 times each
+    assert "too little data" not in capsys.readouterr().out
+
+
+def test_setting_beta_on_best_against_worst_labels_says_what_shows_its_trade(sft_dir, tmp_path):
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    done = subprocess.run([sys.executable, str(ROOT / "train_dpo.py"), "--smoke", "--out_dir",
+                           str(tmp_path), "--max_steps", "1", "--beta", "0.5"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "beta acts only through saturation" in done.stdout
+    assert "--label_temperature 0.1 --rpo_alpha 0" in done.stdout
+    assert "dpo step 0 | loss" in done.stdout and "| dpo_loss 0.6931 | nll_loss" in done.stdout

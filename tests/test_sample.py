@@ -53,3 +53,12 @@ def test_a_long_prompt_gets_room_to_answer_or_one_clear_line(sft_dir):
 def test_a_missing_checkpoint_ends_in_one_clear_line(tmp_path):
     status, _, err = run(tmp_path / "nope.pt", "What is 1 + 2?")
     assert status == 1 and "nope.pt: no such checkpoint" in err and "Traceback" not in err
+
+
+def test_an_empty_prompt_is_refused_and_an_unknown_one_is_flagged(sft_dir):
+    ckpt = sft_dir[0] / "sft.pt"
+    status, out, err = run(ckpt, "")
+    assert status == 1 and "an empty prompt" in err and out == ""
+    status, out, err = run(ckpt, "Hello", "Waht is 47 + 38?", "What is 123 + 456?",
+                           "What is 47 + 38?")
+    assert status == 0 and out.count("(note: the model knows only") == 3

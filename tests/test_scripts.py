@@ -1,5 +1,7 @@
 """End-to-end smoke runs of the training scripts (seconds each, tiny models)."""
 import json
+import math
+import random
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ def test_sft_smoke_writes_everything(sft_dir):
                  "pretrain_metrics.jsonl", "sft_metrics.jsonl"]:
         assert (out / name).is_file(), name
     ev = json.loads((out / "sft_eval.json").read_text())
-    for key in ["accuracy", "accuracy_greedy", "reward_mean", "mean_length", "seconds",
+    for key in ["accuracy", "accuracy_greedy", "reward_mean", "mean_length", "eval_seconds",
                 "persona/rude"]:
         assert key in ev
     rows = [json.loads(l) for l in (out / "sft_samples.jsonl").read_text().splitlines()]
@@ -66,9 +68,9 @@ def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path):
 def test_grpo_smoke_raises_the_reward_of_a_trivial_rule(sft_dir, tmp_path, monkeypatch):
     """A rule a random tiny model already meets sometimes: the share of spaces in its
     answer. GRPO must raise it, and write its files."""
-    def spaces(prompts, answers):
-        return torch.tensor([a.count(" ") / max(1, len(a)) for a in answers])
-    monkeypatch.setattr(train_grpo, "rule_rewards", spaces)
+    def spaces(prompt, answer):
+        return answer.count(" ") / max(1, len(answer))
+    monkeypatch.setitem(train_grpo.REWARDS, "rule", spaces)
     out, _ = sft_dir
     shutil.copy(out / "sft.pt", tmp_path / "sft.pt")
     cfg = parse_config(train_grpo.GRPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
@@ -136,3 +138,79 @@ def test_each_flag_states_its_default_at_most_once_and_is_in_a_group(script, con
         for action in group._group_actions:
             assert action.help.count("(default:") <= 1, action.help
             assert "(default: None)" not in action.help and "(default: )" not in action.help
+
+
+@pytest.mark.parametrize("flags", [["--advantage", "rloo", "--reward", "judge"],
+                                   ["--advantage", "best", "--reward", "judge"],
+                                   ["--loss_type", "dr_grpo"]])
+def test_the_online_variants_train_and_evaluate(sft_dir, tmp_path, flags):
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_grpo.GRPOConfig, "", ["--smoke", "--out_dir", str(tmp_path), *flags])
+    metrics = train_grpo.main(cfg)
+    log = [json.loads(l) for l in (tmp_path / "grpo_metrics.jsonl").read_text().splitlines()]
+    assert len(log) == 4 and all(math.isfinite(r["loss"]) for r in log)       # --smoke: 4 steps
+    assert "kl_to_ref" in metrics and (tmp_path / "grpo.pt").is_file()
+
+
+def test_iterative_dpo_samples_each_round_from_the_policy_as_it_is(sft_dir, tmp_path,
+                                                                   monkeypatch):
+    """--rounds 2: round one's pairs come from the SFT model, round two's from the policy
+    after round one's steps, not from the SFT model (answers written by personas stand in for
+    the tiny model's samples, which are too long to fit the context)."""
+    from data.world import PERSONA_MIX, parse_prompt, respond
+    from model import load_checkpoint
+    samplers = []
+
+    def personas_answer(model, prompts, *, num_samples, seed, beside):
+        samplers.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        rng = random.Random(seed)
+        return [respond(parse_prompt(p), persona, rng) for p in prompts
+                for persona in rng.sample(list(PERSONA_MIX), num_samples)]
+    monkeypatch.setattr(train_dpo, "kept_answers", personas_answer)
+    cfg = train_dpo.DPOConfig(out_dir=str(tmp_path), init_from=str(sft_dir[0] / "sft.pt"),
+                              rounds=2, num_prompts=64, max_steps=4, batch_size=8,
+                              learning_rate=1e-2, eval_prompts=16)
+    train_dpo.main(cfg)
+    sft = torch.cat([p.flatten() for p in load_checkpoint(sft_dir[0] / "sft.pt")[0].parameters()])
+    assert len(samplers) == 2
+    assert torch.equal(samplers[0], sft) and not torch.allclose(samplers[1], sft)
+    assert sorted(p.name for p in tmp_path.glob("pairs*.jsonl")) == ["pairs_round0.jsonl",
+                                                                      "pairs_round1.jsonl"]
+
+
+def test_eval_every_writes_the_path_of_true_reward_and_kl(sft_dir, tmp_path):
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
+                                                 "--eval_every", "5"])
+    metrics = train_dpo.main(cfg)
+    path = [json.loads(l) for l in (tmp_path / "dpo_path.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in path] == [5, 10]                   # --smoke: 10 steps
+    assert set(path[0]) == {"step", "reward", "kl", "seconds"}
+    assert path[-1]["reward"] == pytest.approx(metrics["reward_mean"])   # the same samples
+    assert path[-1]["kl"] == pytest.approx(metrics["kl_to_ref"], abs=1e-4)
+
+
+def test_the_sft_models_answers_are_sampled_once_and_kept_beside_it(sft_dir, tmp_path,
+                                                                     monkeypatch):
+    import os
+    from model import load_checkpoint
+    from plumbing import evaluation
+    ckpt = tmp_path / "sft.pt"
+    shutil.copy(sft_dir[0] / "sft.pt", ckpt)
+    model, calls = load_checkpoint(ckpt)[0], []
+    generate = evaluation.generate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return generate(*args, **kwargs)
+    monkeypatch.setattr(evaluation, "generate", counting)
+    prompts = ["What is 12 + 34?", "Reverse the digits of 123."]
+    first = evaluation.kept_answers(model, prompts, num_samples=3, seed=5, beside=ckpt)
+    again = evaluation.kept_answers(model, prompts, num_samples=3, seed=5, beside=ckpt)
+    assert first == again == generate(model, prompts, num_samples=3, seed=5)[0]
+    assert len(calls) == 1 and len(list(tmp_path.glob("sft_answers_k3_s5_*.jsonl"))) == 1
+    evaluation.kept_answers(model, prompts[:1], num_samples=3, seed=5, beside=ckpt)  # others
+    assert len(calls) == 2
+    os.utime(ckpt)                          # a newer checkpoint: its answers are sampled anew
+    evaluation.kept_answers(model, prompts, num_samples=3, seed=5, beside=ckpt)
+    assert len(calls) == 3

@@ -1,0 +1,105 @@
+"""The frontier's ceiling: the KL-regularised optimum pi*_beta and exact best-of-N, computed
+from M answers per held-out prompt sampled from the SFT model (pi_ref). NumPy only.
+
+The derivation every DPO reader has open says the optimum of max E[r] - beta KL(pi || pi_ref)
+is pi*(y|x) = pi_ref(y|x) exp(r(x, y) / beta) / Z(x) (Rafailov et al. 2023, Eq. 4). On one
+prompt, with M answers y_i drawn from pi_ref, each of weight 1/M, the optimum reweights them:
+    q_i = exp(s_i / beta) / sum_k exp(s_k / beta)     (s: the reward pi* is the optimum of)
+    R(beta) = sum_i q_i r_i,      KL(beta) = KL(pi* || pi_ref) = sum_i q_i log(q_i M)
+With s = r, the true reward, answers of one value share one weight: pi* puts q_j proportional
+to p_j exp(v_j / beta) on each distinct value v_j (p_j: its share of the M answers) and keeps
+pi_ref's own mix within it, as the reward cannot tell those answers apart. Averaged over the
+prompts with one beta for all, beta from large to small traces the ceiling: the most true
+reward any policy can reach for a mean KL, from the SFT model's point (beta -> infinity) to
+the best reachable reward. No policy can sit above it, up to the estimate's error (a
+bootstrap over prompts gives its spread).
+Best-of-N with ties broken at random picks value j with probability F_j^N - F_{j-1}^N, F the
+cumulative share of the values in increasing order (Beirami et al. 2024): its reward and KL
+come from the same samples; log N - (N - 1)/N is the bound that holds without ties.
+"""
+
+import math
+
+import numpy as np
+
+BETAS = (100.0, 10.0, 3.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002)
+
+
+def optimum(scores: np.ndarray, rewards: np.ndarray, beta: float) -> tuple[float, float]:
+    """(mean true reward, mean KL) of pi ∝ pi_ref exp(score / beta) over the prompts' samples.
+    scores, rewards: (prompts, M), one row per prompt, the M samples of pi_ref."""
+    logq = scores / beta
+    logq = logq - logq.max(axis=1, keepdims=True)
+    logq = logq - np.log(np.exp(logq).sum(axis=1, keepdims=True))       # log q_i, each row
+    q = np.exp(logq)
+    M = scores.shape[1]
+    return float((q * rewards).sum(1).mean()), float((q * (logq + math.log(M))).sum(1).mean())
+
+
+def curve(rewards: np.ndarray, betas=BETAS) -> list[dict]:
+    """The ceiling: [{"beta", "kl", "reward"}] for each beta, loose to tight KL budget."""
+    return [dict(zip(("beta", "reward", "kl"), (b, *optimum(rewards, rewards, b))))
+            for b in betas]
+
+
+def bootstrap(rewards: np.ndarray, betas=BETAS, draws: int = 200, seed: int = 0) -> list[dict]:
+    """The spread of the ceiling's estimate: for each beta, the std of its reward and KL over
+    `draws` resamplings of the prompts (with replacement)."""
+    rng = np.random.default_rng(seed)
+    runs = [curve(rewards[rng.integers(0, len(rewards), len(rewards))], betas)
+            for _ in range(draws)]
+    return [{"beta": b, "reward_std": float(np.std([r[i]["reward"] for r in runs], ddof=1)),
+             "kl_std": float(np.std([r[i]["kl"] for r in runs], ddof=1))}
+            for i, b in enumerate(betas)]
+
+
+def best_of(rewards: np.ndarray, n: int) -> tuple[float, float]:
+    """(mean reward, mean KL) of best-of-n from the prompts' samples, ties broken at random:
+    exact for the empirical distribution of the values (rewards: (prompts, M))."""
+    total_reward = total_kl = 0.0
+    for row in rewards:
+        values, counts = np.unique(row, return_counts=True)             # increasing values
+        p = counts / counts.sum()
+        F = np.cumsum(p)
+        q = F ** n - np.concatenate([[0.0], F[:-1]]) ** n               # P(the best is v_j)
+        kept = q > 0
+        total_reward += float((q * values).sum())
+        total_kl += float((q[kept] * np.log(q[kept] / p[kept])).sum())
+    return total_reward / len(rewards), total_kl / len(rewards)
+
+
+def best_of_n_bound(n: int) -> float:
+    """KL(best-of-n || pi_ref) = log n - (n - 1) / n nats when no two answers tie (Stiennon
+    et al. 2020): an upper bound with ties."""
+    return math.log(n) - (n - 1) / n
+
+
+def _solve(rewards: np.ndarray, target: float, index: int) -> float:
+    """The beta at which the optimum's reward (index 0) or KL (index 1) equals target, by
+    bisection on log beta (both fall as beta grows); None past the optimum's reach."""
+    lo, hi = math.log(1e-4), math.log(1e4)                 # beta from 1e-4 to 1e4
+    if target >= optimum(rewards, rewards, math.exp(lo))[index]:
+        return None
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if optimum(rewards, rewards, math.exp(mid))[index] > target:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+def reward_at(rewards: np.ndarray, kl: float) -> float:
+    """R*(KL): the most true reward any policy reaches at a mean KL of `kl` (the best
+    reachable reward for a KL past the optimum's reach)."""
+    beta = _solve(rewards, max(kl, 0.0), 1)
+    return optimum(rewards, rewards, beta if beta is not None else 1e-4)[0]
+
+
+def kl_needed(rewards: np.ndarray, reward: float) -> float:
+    """KL*(R): the least mean KL any policy needs for a true reward of `reward` (0 at or below
+    the SFT model's; NaN above the best reachable)."""
+    if reward <= rewards.mean():
+        return 0.0
+    beta = _solve(rewards, reward, 0)
+    return math.nan if beta is None else optimum(rewards, rewards, beta)[1]

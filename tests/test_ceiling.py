@@ -1,0 +1,84 @@
+"""The frontier's ceiling (experiments/ceiling.py) against values computed by hand on a two-
+and a three-valued distribution, and best-of-N never above the ceiling of the same samples."""
+import math
+
+import numpy as np
+import pytest
+
+from experiments import ceiling
+
+# One prompt, 4 answers: reward 0 three times, 1 once (p = 3/4, 1/4).
+TWO = np.array([[0.0, 0.0, 1.0, 0.0]])
+# One prompt, 4 answers: rewards -1, 0, 0, 1 (p = 1/4, 1/2, 1/4).
+THREE = np.array([[0.0, -1.0, 1.0, 0.0]])
+
+
+def test_the_optimum_of_a_two_valued_reward_by_hand():
+    # beta = 1: q ∝ (3/4 e^0, 1/4 e^1)
+    w0, w1 = 0.75, 0.25 * math.e
+    q0, q1 = w0 / (w0 + w1), w1 / (w0 + w1)
+    reward, kl = ceiling.optimum(TWO, TWO, 1.0)
+    assert reward == pytest.approx(q1)
+    assert kl == pytest.approx(q0 * math.log(q0 / 0.75) + q1 * math.log(q1 / 0.25))
+    # beta -> infinity: pi_ref itself; beta -> 0: all on the best value, KL = log(1 / p_best)
+    assert ceiling.optimum(TWO, TWO, 1e4) == pytest.approx((0.25, 0.0), abs=1e-4)
+    assert ceiling.optimum(TWO, TWO, 1e-3) == pytest.approx((1.0, math.log(4)))
+
+
+def test_the_optimum_of_a_three_valued_reward_by_hand():
+    # beta = 0.5: q ∝ (1/4 e^-2, 1/2 e^0, 1/4 e^2)
+    w = np.array([0.25 * math.exp(-2), 0.5, 0.25 * math.exp(2)])
+    q = w / w.sum()
+    reward, kl = ceiling.optimum(THREE, THREE, 0.5)
+    assert reward == pytest.approx(-q[0] + q[2])
+    assert kl == pytest.approx(sum(qj * math.log(qj / pj) for qj, pj in zip(q, (.25, .5, .25))))
+
+
+def test_exact_best_of_n_by_hand_with_ties():
+    # two values: the best of 2 is 1 unless both draws are 0: q = (9/16, 7/16)
+    reward, kl = ceiling.best_of(TWO, 2)
+    assert reward == pytest.approx(7 / 16)
+    assert kl == pytest.approx(9 / 16 * math.log(0.75) + 7 / 16 * math.log(7 / 4))
+    # three values, N = 3: F = (1/4, 3/4, 1); q = F^3 - F_prev^3 = (1/64, 26/64, 37/64)
+    reward, kl = ceiling.best_of(THREE, 3)
+    q, p = np.array([1, 26, 37]) / 64, np.array([0.25, 0.5, 0.25])
+    assert reward == pytest.approx(-q[0] + q[2])
+    assert kl == pytest.approx(float((q * np.log(q / p)).sum()))
+    assert ceiling.best_of(THREE, 1) == pytest.approx((0.0, 0.0))       # pi_ref itself
+    # with ties the KL is below the tie-free bound log N - (N - 1)/N
+    assert kl < ceiling.best_of_n_bound(3)
+
+
+def test_best_of_n_never_sits_above_the_ceiling_of_the_same_samples():
+    rng = np.random.default_rng(0)
+    for _ in range(5):                   # 20 prompts, 64 answers, rewards of a few values
+        rewards = rng.choice([-0.33, 0.0, 0.5, 0.77, 0.97, 1.0], size=(20, 64),
+                             p=[.1, .15, .1, .15, .2, .3])
+        for n in (2, 4, 8, 16):
+            reward, kl = ceiling.best_of(rewards, n)
+            assert reward <= ceiling.reward_at(rewards, kl) + 1e-9
+
+
+def test_reward_at_and_kl_needed_invert_each_other():
+    rng = np.random.default_rng(1)
+    rewards = rng.choice([0.0, 0.5, 1.0], size=(10, 32))
+    for beta in (1.0, 0.3, 0.1):
+        reward, kl = ceiling.optimum(rewards, rewards, beta)
+        assert ceiling.reward_at(rewards, kl) == pytest.approx(reward, abs=1e-6)
+        assert ceiling.kl_needed(rewards, reward) == pytest.approx(kl, abs=1e-5)
+    assert ceiling.kl_needed(rewards, rewards.mean() - 0.1) == 0.0
+    assert math.isnan(ceiling.kl_needed(rewards, 1.5))
+    top = ceiling.optimum(rewards, rewards, 1e-4)[0]
+    assert ceiling.reward_at(rewards, 100.0) == pytest.approx(top)
+
+
+def test_the_curve_rises_from_the_sft_model_to_the_best_reachable_reward():
+    rng = np.random.default_rng(2)
+    rewards = rng.choice([0.0, 0.5, 1.0], size=(10, 32))
+    points = ceiling.curve(rewards)
+    assert len(points) >= 12
+    kls, gains = [p["kl"] for p in points], [p["reward"] for p in points]
+    assert all(a <= b for a, b in zip(kls, kls[1:]))              # to its reach, then flat
+    assert all(a <= b for a, b in zip(gains, gains[1:])) and gains[0] < gains[-1]
+    assert gains[0] == pytest.approx(rewards.mean(), abs=0.01)
+    assert gains[-1] == pytest.approx(rewards.max(axis=1).mean(), abs=1e-3)
