@@ -42,7 +42,8 @@ class AnswerLogps:
         return iter((self.total, self.mean))
 
     def as_pairs(self) -> "AnswerLogps":
-        """(2B,) rows, the B chosen answers then the B rejected ones -> (B, 2): a pair is two halves."""
+        """(2B,) rows, the B chosen answers then the B rejected ones -> (B, 2): a pair is two
+        halves."""
         return AnswerLogps(*(t.view(2, -1).T for t in self))
 
     # Cached: the chosen answers feed both the preference term and the NLL term through one

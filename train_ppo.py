@@ -1,8 +1,8 @@
 """Classic RLHF, stage 2: PPO with a critic against the learned reward model.
 
     python train_ppo.py                        # after train_rm.py: kl_coef 0.05, 4 PPO epochs
-    python train_ppo.py --kl_coef 0 --max_steps 400     # no leash: the score and the true reward part
-    python train_ppo.py --num_ppo_epochs 1 --num_mini_batches 1   # one update a batch: the clip never acts
+    python train_ppo.py --kl_coef 0 --max_steps 400 --out_dir out/ppo_kl0 --init_from out/sft.pt --reward_model out/rm.pt
+    python train_ppo.py --num_ppo_epochs 1 --num_mini_batches 1 --out_dir out/ppo_1epoch --init_from out/sft.pt --reward_model out/rm.pt
 
 InstructGPT's step 3 (Ouyang et al. 2022, Sec. 3.5; Ziegler et al. 2019; the
 implementation of TRL's PPOTrainer and of "The N implementation details of RLHF
@@ -204,7 +204,8 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
                     stage="ppo")
     prompts = eval_prompts(cfg.eval_prompts)
     before, after, (sft_tokens, tokens) = against_reference(
-        policy, ref_model, prompts, seed=cfg.seed, samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
+        policy, ref_model, prompts, seed=cfg.seed,
+        samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
     ids = [prompt_ids(p) for p in prompts]
     with torch.no_grad():           # the reward model's view of the same answers
         for metrics, answers in ((before, sft_tokens), (after, tokens)):

@@ -1,8 +1,8 @@
 """Classic RLHF, stage 1: a Bradley-Terry reward model learned from preference pairs.
 
     python train_rm.py                             # SFT samples, noisy Bradley-Terry labels
-    python train_rm.py --label_temperature 0.02    # a more consistent rater
-    python train_rm.py --data pairs.jsonl          # your own {"prompt","chosen","rejected"} rows
+    python train_rm.py --label_temperature 0.02 --out_dir out/rm_t0.02 --init_from out/sft.pt
+    python train_rm.py --data out/pairs.jsonl --out_dir out/rm_dpo_pairs --init_from out/sft.pt
 
 InstructGPT's reward model (Ouyang et al. 2022, Sec. 3.5), in four steps:
 1. Comparisons: the SFT model answers each training prompt twice, and a rater

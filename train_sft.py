@@ -2,7 +2,7 @@
 
     python train_sft.py                  # both stages, then the evaluation table
     python train_sft.py --stage sft      # SFT only, from out/pretrain.pt
-    python train_sft.py --smoke          # a few seconds end to end
+    python train_sft.py --smoke --out_dir out/smoke   # a few seconds end to end
 
 Pretraining: next-token loss on every token of the world's plain text (questions
 and their answers, see data.world.pretrain_lines), whole lines packed into rows

@@ -131,9 +131,10 @@ def rollout_batch(prompts: list[str], tokens: torch.Tensor, sampled: torch.Tenso
     rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
     row_prompt_ids = [prompt_ids(p) for p in prompts for _ in range(G)]
     inputs, targets, mask = chat_batch(row_prompt_ids, rows, device)
+    finished = [float(bool(r) and r[-1] == end_id()) for r in rows]
     return dict(prompt_ids=row_prompt_ids, rows=rows, prompts=[p for p in prompts for _ in range(G)],
                 texts=[decode_completion(r) for r in rows], inputs=inputs, targets=targets,
-                mask=mask, finished=torch.tensor([float(bool(r) and r[-1] == end_id()) for r in rows]),
+                mask=mask, finished=torch.tensor(finished),
                 lengths=torch.tensor([len(r) for r in rows], dtype=torch.float))
 
 

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-BETAS = (100.0, 10.0, 3.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.005, 0.002)
+BETAS = (100.0, 10.0, 3.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01, 0.005,
+         0.002)
 
 
 def optimum(scores: np.ndarray, rewards: np.ndarray, beta: float) -> tuple[float, float]:

@@ -125,8 +125,8 @@ def ceiling_table(result: dict) -> str:
     check = result.get("ceiling_check", {})
     curves = list(result["ceiling"].values())
     rows = [[c0["beta"], ms([c[i]["kl"] for c in curves], ".2f"),
-             ms([c[i]["reward"] for c in curves]), f"{mean(c[i]['reward_std'] for c in curves):.3f}"]
-            for i, c0 in enumerate(curves[0])]
+             ms([c[i]["reward"] for c in curves]),
+             f"{mean(c[i]['reward_std'] for c in curves):.3f}"] for i, c0 in enumerate(curves[0])]
     note = (f"From {check.get('M')} SFT answers a prompt; {check.get('doubled')} answers moved the "
             f"reward by at most {check.get('max_reward_change', float('nan')):.4f} (first seed).")
     return note + "\n\n" + md_table(["beta", "KL (nats)", "true reward",
@@ -246,8 +246,9 @@ def selection_table(result: dict) -> str:
             means = {u: mean(x) for u, x in reward_at.items()}
             best = max(means, key=means.get, default=None)
             here = {
-                "Training complexity": f"{mean(r['models']):.0f} models, {len(m.steps)} training "
-                                       f"stage{'s' * (len(m.steps) > 1)} after SFT, knobs: {m.knobs}",
+                "Training complexity": f"{mean(r['models']):.0f} models, {len(m.steps)} "
+                                       f"training stage{'s' * (len(m.steps) > 1)} after SFT, "
+                                       f"knobs: {m.knobs}",
                 "Data requirements": m.data,
                 "Training stability": f"true reward std over seeds {std(reward_at.get(v, [])):.3f} "
                                       f"({m.knob} {v}); means over {m.knob} from "

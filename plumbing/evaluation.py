@@ -164,7 +164,8 @@ def kl_to_reference(policy, reference, prompts, token_rows) -> float:
 def win_rate(prompts, responses, baseline_responses) -> float:
     """Share of prompts where the response out-scores the baseline's; ties count half."""
     wins = [0.5 if a == b else float(a > b) for a, b in
-            ((reward(p, r), reward(p, s)) for p, r, s in zip(prompts, responses, baseline_responses))]
+            ((reward(p, r), reward(p, s))
+             for p, r, s in zip(prompts, responses, baseline_responses))]
     return sum(wins) / len(wins)
 
 

@@ -79,7 +79,8 @@ def own_folder_command(cfg, changed: list[str]) -> str:
         if a not in ("--out_dir", "--overwrite") and (i == 0 or argv[i - 1] != "--out_dir"):
             keep.append(a)
     name = "_".join(f"{k}{getattr(cfg, k)}" for k in changed[:3])
-    inputs = [f"--{k} {Path(cfg.out_dir) / f}" for k, f in cfg.inputs().items() if not getattr(cfg, k)]
+    inputs = [f"--{k} {Path(cfg.out_dir) / f}" for k, f in cfg.inputs().items()
+              if not getattr(cfg, k)]
     return " ".join(["python", Path(sys.argv[0]).name, *map(shlex.quote, keep),
                      f"--out_dir {Path(cfg.out_dir) / name}", *inputs])
 
