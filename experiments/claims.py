@@ -115,7 +115,8 @@ def simpo_stops_length(result) -> Claim:
 def ipo_bounds_the_margin(result) -> Claim:
     """IPO's last margin below 1.0 on every seed (twice its target) is bounded; holds when
     DPO's also grew from the middle to the end on every seed, partly when only on the mean."""
-    r = lambda m, v, when: of(result, m, v, f"log:{when}:rewards/margins").values()  # noqa: E731
+    r = lambda m, v, when: by_seed(result, m.name, v,                       # noqa: E731
+                                   f"log:{when}:rewards/margins").values()
     im, il, dm, dl = (list(r(m, v, w)) for m, v, w in ((IPO, "0.5", "middle"),
                       (IPO, "0.5", "last"), (DPO, DV, "middle"), (DPO, DV, "last")))
     bounded = bool(il) and all(x < 1.0 for x in il)

@@ -77,6 +77,7 @@ def plot(result: dict, paths: list) -> None:
     draw_paths(ax, result, colors)
     draw_promises(ax, result, colors)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=-0.05)               # a KL estimate can dip below 0; the axis need not
     ax.set_xlabel("KL(policy || SFT model), nats per answer (symlog axis)")
     ax.set_ylabel("true reward of the answers to held-out prompts")
     n = len(result["sft"])
@@ -205,12 +206,15 @@ def distance_sentences(result: dict) -> str:
                      f"optimum reaches {rw + mean(gap):.3f} at that KL (gap {ms(gap)}) and "
                      f"needs {mean(eff):.0%} of the KL for this reward (KL efficiency "
                      f"{ms(eff, '.0%')}).")
-        near += [(mean(distance(result, m, u, "efficiency")), m.name, u) for u in m.values
-                 if mean(of(result, m, u, "reward_mean").values()) >= 0.95]
-    best = max(near, default=None)
-    lines.append(f"\nNearest the ceiling at a true reward of 0.95 or more: {best[1]} "
-                 f"({best[2]}), KL efficiency {best[0]:.0%}." if best else
-                 "\nNo trained method reached a true reward of 0.95.")
+        near += [(m, u) for u in m.values if mean(of(result, m, u, "reward_mean").values()) >= 0.95]
+    if not near:
+        return "\n".join(lines + ["\nNo trained method reached a true reward of 0.95."])
+    gap = min(near, key=lambda p: mean(distance(result, *p, "gap")))
+    eff = max(near, key=lambda p: mean(distance(result, *p, "efficiency")))
+    lines.append("\nNearest the ceiling among the runs with a true reward of 0.95 or more: by "
+                 f"the reward gap, {gap[0].name} ({gap[0].knob} {gap[1]}: "
+                 f"{ms(distance(result, *gap, 'gap'))}); by KL efficiency, {eff[0].name} "
+                 f"({eff[0].knob} {eff[1]}: {ms(distance(result, *eff, 'efficiency'), '.0%')}).")
     return "\n".join(lines)
 
 
