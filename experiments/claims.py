@@ -15,7 +15,7 @@ from experiments.methods import (DPO, ENVELOPES, EXTRAS, GRPO, GRPO_JUDGE, IPO, 
                                  LORA, ONLINE, ORPO, PAPER, PPO, RLOO, SIMPO, command)
 from experiments.measure import GROUP_SIZES
 from experiments.results import (by_seed, envelope, every, mean, middle, ms, of, paired, points,
-                                 resources, sft_by_seed, std, verdict)
+                                 ratio, resources, sft_by_seed, std, verdict)
 from experiments.sweep import summarize
 
 FIRST = '"From DPO to GRPO: Direct Preference Optimization"'
@@ -177,7 +177,8 @@ def lora_and_simpo_halve_memory(result) -> Claim:
     """Holds for each of LoRA (adapters-off reference) and SimPO (no reference) whose memory
     is at most 55% of DPO's on the 25M-parameter model; "partly" when one of them does."""
     mb = memory_of(result)
-    pct = {k: mean(mb.get(k, [])) / mean(mb.get("DPO", [])) * 100 for k in ("LoRA-DPO", "SimPO")}
+    pct = {k: ratio(mean(mb.get(k, [])), mean(mb.get("DPO", []))) * 100
+           for k in ("LoRA-DPO", "SimPO")}
     halved = [k for k, v in pct.items() if v <= 55]
     return Claim("LoRA (adapters-off reference) and SimPO (no reference) halve DPO's memory",
                  f"{SECOND} (LoRA, SimPO); Meng et al. 2024", MEMORY_RUNS,
@@ -205,7 +206,7 @@ def memory_ratios(result) -> Claim:
     40% and 60% of RLHF's (reward model and PPO, the larger); "the order holds" when only
     DPO < GRPO < RLHF does."""
     mb = memory_of(result)
-    pct = [mean(mb.get(k, [])) / mean(mb.get("RLHF", [])) * 100 for k in ("DPO", "GRPO")]
+    pct = [ratio(mean(mb.get(k, [])), mean(mb.get("RLHF", []))) * 100 for k in ("DPO", "GRPO")]
     close = all(abs(g - s) <= 15 for g, s in zip(pct, (40, 60)))
     ordered = pct[0] < pct[1] < 100
     return Claim("Training memory: RLHF 100%, DPO 40%, GRPO 60%", f"{FIRST} (resource bars)",

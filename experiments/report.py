@@ -9,8 +9,8 @@ from experiments.claims import judge
 from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
 from experiments.methods import DPO, ENVELOPES, GRPO, METHODS, PATHS, PPO
-from experiments.results import (distance, mean, middle, ms, of, points, resources, sft_by_seed,
-                                 std)
+from experiments.results import (distance, mean, middle, ms, of, points, ratio, resources,
+                                 sft_by_seed, std)
 
 
 def frontier_points(result: dict) -> dict[str, list[dict]]:
@@ -222,7 +222,7 @@ def memory_table(result: dict) -> str:
     mb = result.get("memory", {})
     rlhf = mean(mb.get("RLHF", {}).values())
     return md_table(["method", "memory the process added (MiB)", "of RLHF's", "n"],
-                    [[name, ms(v.values(), ".0f"), f"{mean(v.values()) / rlhf:.0%}", len(v)]
+                    [[name, ms(v.values(), ".0f"), f"{ratio(mean(v.values()), rlhf):.0%}", len(v)]
                      for name, v in mb.items()])
 
 

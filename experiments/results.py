@@ -50,6 +50,12 @@ def std(values) -> float:
     return summarize(list(values))["std"]
 
 
+def ratio(a: float, b: float) -> float:
+    """a / b, or NaN when b is 0: a memory run whose process added nothing measurable above
+    its start (a smoke-sized model) gives no ratio, and a claim on it is "not run"."""
+    return a / b if b else math.nan
+
+
 def middle(result: dict, m: Method) -> str:
     """The knob value of m's resources row: the middle one, or the nearest that ran."""
     ran = [v for v in m.values if v in result["runs"].get(m.name, {})]

@@ -8,11 +8,12 @@ import math
 import pytest
 
 from experiments import compare, sweep
-from experiments.claims import judge
+from experiments.claims import judge, lora_and_simpo_halve_memory, memory_ratios
 from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
-from experiments.results import envelope, every, verdict
+from experiments.report import memory_table
+from experiments.results import envelope, every, ratio, verdict
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -51,6 +52,15 @@ def test_verdicts():
     assert not every([], [])                        # no seeds: nothing holds
     assert verdict(True) == "holds" and verdict(False) == "does not hold"
     assert verdict(False, False) == "mixed"
+
+
+def test_memory_ratios_with_nothing_added_are_not_judged():
+    # a smoke-sized model can leave a process's peak memory where it started: 0 MiB added
+    result = {"memory": {k: {"0": 0.0} for k in ("DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF")}}
+    for claim in (lora_and_simpo_halve_memory, memory_ratios):
+        assert "nan" in claim(result).measured              # judge() makes these "not run"
+    assert "nan%" in memory_table(result)
+    assert ratio(3.0, 2.0) == 1.5 and math.isnan(ratio(3.0, 0.0))
 
 
 def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
