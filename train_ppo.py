@@ -45,12 +45,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from data.batching import MAX_NEW_TOKENS, chat_batch, end_id, in_batches, prompt_ids, rollout_batch
+from data.batching import MAX_NEW_TOKENS, chat_batch, end_id, prompt_ids, rollout_batch
 from data.world import eval_prompts, reward, rl_rows
 from losses import gae, ppo_loss, ppo_rewards, token_logprobs, whiten
 from model import ScoreModel, load_checkpoint, merged, sample, save_checkpoint, sequence_scores
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import against_reference, finish
+from plumbing.evaluation import against_reference, finish, scores_of_answers
 from plumbing.flags import LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
 from plumbing.start import load_policy_and_reference, start_run
@@ -207,10 +207,8 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
         policy, ref_model, prompts, seed=cfg.seed,
         samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
     ids = [prompt_ids(p) for p in prompts]
-    with torch.no_grad():           # the reward model's view of the same answers
-        for metrics, answers in ((before, sft_tokens), (after, tokens)):
-            metrics["rm_score"] = in_batches(lambda p, a: sequence_scores(
-                rm, *chat_batch(p, a, device)), ids, answers).mean().item()
+    for metrics, answers in ((before, sft_tokens), (after, tokens)):   # the RM's view of them
+        metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()
     return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
                   f"\nSFT vs PPO (kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device)

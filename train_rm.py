@@ -12,7 +12,7 @@ InstructGPT's reward model (Ouyang et al. 2022, Sec. 3.5), in four steps:
    --pair_source offpolicy takes two personas' written answers instead (--smoke does).
 2. Model: the SFT GPT with its unembedding replaced by a scalar head
    (model.ScoreModel), read at the last token of prompt + completion, the end token
-   (ScoreModel.sequence_scores).
+   (model.sequence_scores).
 3. Loss: -log sigmoid(r(x, y_w) - r(x, y_l)) per pair (losses.reward_model_loss,
    Eq. 1), plus --center_rewards_coefficient x (r_w + r_l)^2 (losses.reward_centering;
    Eisenstein et al. 2023, TRL's RewardTrainer), which keeps the scores near 0.
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from data.batching import chat_batch, encode_rows, in_batches, prompt_ids
+from data.batching import chat_batch, encode_rows, prompt_ids
 from data.pairs import label_agreement, offpolicy_pairs, pairs_from_samples, read_pairs
 from data.world import eval_prompts, reward, rl_rows
 from losses import reward_centering, reward_model_loss
 from model import ScoreModel, save_checkpoint, sequence_scores
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import finish, generate, kept_answers
+from plumbing.evaluation import finish, generate, kept_answers, scores_of_answers
 from plumbing.flags import AlignConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
 from plumbing.start import load_sft, start_run
@@ -104,8 +104,7 @@ def train(cfg, rm, encoded, device):
 def normalise(rm, prompts, completions) -> tuple[float, float]:
     """Rescale the head so that these rows' scores have mean 0 and std 1; returns the
     (mean, std) they had. Pass the SFT model's answers (step 4 of the docstring)."""
-    scores = in_batches(lambda p, a: scores_of(rm, p, a, rm.head.weight.device), prompts,
-                        completions)
+    scores = scores_of_answers(rm, prompts, completions)
     mean, std = scores.mean().item(), scores.std().item()
     rm.head.weight.div_(std)
     rm.head.bias.sub_(mean).div_(std)
@@ -133,9 +132,7 @@ def evaluate_rm(rm, sft_model, cfg) -> dict:
     answers, tokens = generate(sft_model, prompts, num_samples=2, seed=cfg.seed + 1)
     rows = [p for p in prompts for _ in range(2)]
     true = torch.tensor([reward(p, a) for p, a in zip(rows, answers)])
-    with torch.no_grad():
-        scores = in_batches(lambda p, a: scores_of(rm, p, a, rm.head.weight.device),
-                            [prompt_ids(p) for p in rows], tokens).cpu()
+    scores = scores_of_answers(rm, [prompt_ids(p) for p in rows], tokens).cpu()
     true_diff, score_diff = (true[0::2] - true[1::2]), (scores[0::2] - scores[1::2])
     judged = true_diff != 0                                               # ties have no order
     return {"pair_accuracy": ((true_diff > 0) == (score_diff > 0))[judged].float().mean().item(),
@@ -166,8 +163,9 @@ def main(cfg: RMConfig) -> dict:
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
     encoded = encode_rows(pairs, sft_model.config.block_size - 1, cfg.data or "reward model pairs")
     rm = ScoreModel.from_gpt(sft_model)
+    agreement = label_agreement(pairs)
     print(f"reward model from {init}: {len(encoded)} pairs (the rater agrees with the true "
-          f"reward on {label_agreement(pairs):.3f} of them), {cfg.max_steps} steps")
+          f"reward on {agreement:.3f} of them), {cfg.max_steps} steps")
     train(cfg, rm, encoded, device)
     rm.eval()
     prompts, chosen, rejected = zip(*encoded)
@@ -177,7 +175,7 @@ def main(cfg: RMConfig) -> dict:
         return {}
     save_checkpoint(Path(cfg.out_dir) / "rm.pt", rm, asdict(cfg), cfg.max_steps, stage="rm",
                     normalised_from={"mean": mean, "std": std})
-    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": label_agreement(pairs)}
+    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": agreement}
     return finish(cfg.out_dir, "rm", {"reward model": metrics},
                   f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers",
                   train_seconds=train_seconds, device=device)

@@ -91,7 +91,7 @@ def read_log(path: Path, window: int = 10) -> dict:
     """A metrics file in brief: the first logged step (step 0), the means of each metric over
     `window` logged steps around the middle and at the end (one batch's numbers are noisy),
     the median seconds per step (step 0 left out: it includes warm-up), the steps."""
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines = read_lines(path)
     mid = len(lines) // 2
 
     def average(rows):

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.batching import chat_batch, end_id, in_batches, prompt_ids
+from data.batching import end_id, prompt_ids
 from data.world import eval_prompts, is_correct, reward
 from experiments import ceiling
 from experiments.methods import METHODS, PAPER, PPO
-from experiments.results import at
-from model import ScoreModel, add_lora, load_checkpoint, sequence_scores
-from plumbing.evaluation import generate, kl_to_reference
+from experiments.results import at, mean, std
+from model import ScoreModel, add_lora, load_checkpoint
+from plumbing.evaluation import generate, kl_to_reference, scores_of_answers
 
 BEST_OF = (1, 2, 4, 8, 16)
 GROUP_SIZES = (2, 4, 8, 16)
@@ -50,8 +50,7 @@ def best_of_n(rewards) -> dict[str, dict]:
 def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
     """PPO's score of each sampled answer: the reward model's, less the missing-EOS penalty."""
     rows = [prompt_ids(p) for p in prompts for _ in range(samples)]
-    device = next(rm.parameters()).device
-    scores = in_batches(lambda p, a: sequence_scores(rm, *chat_batch(p, a, device)), rows, tokens)
+    scores = scores_of_answers(rm, rows, tokens)
     finished = torch.tensor([float(bool(t) and t[-1] == end_id()) for t in tokens])
     return (scores.cpu() - MISSING_EOS_PENALTY * (1 - finished)).numpy().reshape(-1, samples)
 
@@ -129,8 +128,9 @@ def measure(result: dict, seeds: list[int], out: Path, smoke: bool) -> None:
         R, texts, tokens = answers(sft, prompts, 2 * M if seed == seeds[0] else M, seed + 7)
         if seed == seeds[0]:
             result["ceiling_check"] = ceiling_check(R, M)
-            R, texts, tokens = R[:, :M], [t for i, t in enumerate(texts) if i % (2 * M) < M], \
-                [t for i, t in enumerate(tokens) if i % (2 * M) < M]
+            first = [i % (2 * M) < M for i in range(len(texts))]     # each prompt's first M
+            R = R[:, :M]
+            texts, tokens = ([x for x, keep in zip(xs, first) if keep] for xs in (texts, tokens))
         result["ceiling"][s] = the_ceiling(R)
         result["best_of_n"][s] = best_of_n(R)
         rm = folder / "rm.pt"
@@ -164,10 +164,6 @@ def average_promised(by_seed: dict) -> dict:
         for name, points in per_seed.items():
             for v, point in points.items():
                 out.setdefault(name, {}).setdefault(v, []).append(point)
-    return {name: {v: {"reward": float(np.mean([p[0] for p in pts])),
-                       "kl": float(np.mean([p[1] for p in pts])),
-                       "reward_std": float(np.std([p[0] for p in pts], ddof=1)) if len(pts) > 1
-                       else 0.0,
-                       "kl_std": float(np.std([p[1] for p in pts], ddof=1)) if len(pts) > 1
-                       else 0.0}
+    return {name: {v: {"reward": mean(p[0] for p in pts), "kl": mean(p[1] for p in pts),
+                       "reward_std": std(p[0] for p in pts), "kl_std": std(p[1] for p in pts)}
                    for v, pts in points.items()} for name, points in out.items()}

@@ -30,7 +30,7 @@ from data.batching import (MAX_NEW_TOKENS, chat_batch, decode_completion, encode
 from data.pairs import pairs_from_samples
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
 from losses import answer_logps
-from model import GPT, sample
+from model import GPT, sample, sequence_scores
 from plumbing.distributed import barrier, is_main
 
 
@@ -139,6 +139,16 @@ def path_point(policy, reference, prompts, *, seed: int) -> dict:
     return {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
             "kl": kl_to_reference(policy, reference, prompts, tokens),
             "seconds": time.time() - t0}
+
+
+@torch.no_grad()
+def scores_of_answers(score_model, prompt_rows, answers) -> torch.Tensor:
+    """A ScoreModel's score of every prompt + answer (token id lists), read at the answer's
+    end token (model.sequence_scores), 256 rows at a time: (N,), on the model's device. The
+    reward model's view of sampled answers: its normalisation, its evaluation, PPO's table."""
+    device = next(score_model.parameters()).device
+    return in_batches(lambda p, a: sequence_scores(score_model, *chat_batch(p, a, device)),
+                      prompt_rows, answers)
 
 
 def answer_skill(prompts: list[str], responses: list[str]) -> float:
