@@ -12,22 +12,38 @@ import torch
 import torch.nn.functional as F
 
 
-def token_logprobs(logits, targets):
+def token_logps(logits, targets):
     """log p(targets[b, t] | ids[b, :t+1]) for every position: (B, T, V), (B, T) -> (B, T)."""
     B, T, V = logits.shape
     return -F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
                             reduction="none").view(B, T)
 
 
-def sequence_logprobs(logits, targets, mask, average: bool = False):
+def answer_token_logps(logits, targets, mask, temperature: float = 1.0):
+    """log pi(y_t | x, y_<t) of each sampled answer token, the logits divided by the temperature
+    the answers were sampled at, so that a ratio pi / pi_old compares the distribution they came
+    from: (N, T, V), (N, T), (N, T) -> (N, T), 0 off the mask. The online methods' log-probs."""
+    return token_logps(logits.float() / temperature, targets) * mask
+
+
+def last_token_index(mask):
+    """The position of each row's last masked token (an answer's end token): (N, T) -> (N,)."""
+    positions = torch.arange(mask.size(1), device=mask.device)
+    return (mask * positions).argmax(dim=1)
+
+
+def sequence_logps(logits, targets, mask, average: bool = False):
     """Sum over masked positions of log p(target), or the per-token mean if average=True.
 
     logits (B, T, V), targets (B, T), mask (B, T) -> (B,)
     Sum is log pi(y|x) of the whole completion (DPO, GRPO); the mean is the
     length-normalised form (SimPO, IPO by default).
     """
-    total = (token_logprobs(logits, targets) * mask).sum(-1)              # (B,)
+    total = (token_logps(logits, targets) * mask).sum(-1)                 # (B,)
     return total / mask.sum(-1).clamp_min(1) if average else total
+
+
+sequence_logprobs = sequence_logps       # the name the project's contracts first gave it
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,7 @@ def answer_logps(logits, targets, mask) -> AnswerLogps:
     """log pi(answer | prompt) of each row, summed and per-token mean: (B, T, V), (B, T), (B, T)
     -> AnswerLogps of (B,) each. mask is 1.0 on the answer's tokens (never all 0: an answer
     holds at least its end token)."""
-    total = sequence_logprobs(logits, targets, mask)                      # (B,)
+    total = sequence_logps(logits, targets, mask)                         # (B,)
     return AnswerLogps(total, total / mask.sum(-1))
 
 
@@ -75,7 +91,7 @@ def sft_loss(logits, targets, mask=None):
     -(1/|M|) sum_{(b,t) in M} log p(targets[b,t]); pretraining uses no mask,
     SFT masks out the prompt so only the completion is learned.
     """
-    nll = -token_logprobs(logits, targets)                                # (B, T)
+    nll = -token_logps(logits, targets)                                   # (B, T)
     if mask is None:
         return nll.mean()
     return (nll * mask).sum() / mask.sum().clamp_min(1)
@@ -343,8 +359,7 @@ def ppo_rewards(scores, logps, ref_logps, mask, kl_coef: float = 0.05):
     score r(x, y) from the reward model. scores (N,); logps, ref_logps, mask (N, T).
     """
     rewards = -kl_coef * (logps - ref_logps) * mask                       # the KL penalty
-    positions = torch.arange(mask.size(1), device=mask.device)
-    last = (mask * positions).argmax(dim=1)                               # (N,) last completion token
+    last = last_token_index(mask)                                         # (N,) the answer's end
     return rewards.index_put((torch.arange(mask.size(0), device=mask.device), last),
                              scores.to(rewards.dtype), accumulate=True)
 

@@ -14,9 +14,11 @@
   directly; with rotary embeddings (relative offsets only) the same model
   learned two-digit sums several times more slowly.
 - `save_checkpoint` / `load_checkpoint`: weights, model config, training
-  config and step, written atomically, read with weights_only=True.
+  config and step, written atomically, read with weights_only=True; `load_sft` and
+  `policy_and_reference`: where alignment starts, and its frozen reference pi_ref.
 """
 
+import copy
 import math
 import os
 from contextlib import contextmanager, nullcontext
@@ -27,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from losses import last_token_index
 
 @dataclass
 class GPTConfig:
@@ -189,8 +192,7 @@ def sequence_scores(score_model, inputs, targets, mask):
     whole row is inputs plus the last target, and mask's last 1 is the answer's last token.
     score_model may be wrapped (DDP): it is called, not looked into."""
     ids = torch.cat([inputs, targets[:, -1:]], dim=1)                     # (N, T+1): whole rows
-    positions = torch.arange(mask.size(1), device=mask.device)
-    last = (mask * positions).argmax(dim=1) + 1                           # (N,) last token's index
+    last = last_token_index(mask) + 1                                     # (N,) its index in ids
     return score_model(ids).float().gather(1, last[:, None]).squeeze(1)
 
 
@@ -273,6 +275,28 @@ class AdaptersOff(nn.Module):
     def forward(self, *args, **kwargs):
         with adapters_off(self.model):
             return self.model(*args, **kwargs)
+
+
+def policy_and_reference(model: GPT, lora_rank: int = 0, lora_alpha: float = 16.0,
+                         lora_targets=LORA_TARGETS) -> tuple[GPT, nn.Module]:
+    """(policy, reference) from one loaded model, the SFT one: the model itself to train and a
+    frozen copy of it as pi_ref; or, with lora_rank r > 0, the model with rank-r adapters on
+    lora_targets (only they train) and, as pi_ref, the same model with its adapters off (no
+    copy). Prints what trains."""
+    if not lora_rank:
+        print(f"full fine-tuning: {model.num_params():,} trainable parameters (100%), and a frozen copy as "
+              "the reference")
+        return model, copy.deepcopy(model).eval().requires_grad_(False)
+    add_lora(model, lora_rank, lora_alpha, lora_targets)
+    trainable, total = (sum(p.numel() for p in model.parameters() if p.requires_grad),
+                        model.num_params())
+    if not trainable:
+        raise ValueError(f"--lora_targets {','.join(lora_targets)}: no Linear layer has such a "
+                         "name")
+    print(f"LoRA rank {lora_rank}, alpha {lora_alpha}: {trainable:,} trainable parameters of "
+          f"{total:,} ({trainable / total:.1%}); the reference is the same model with its "
+          "adapters off")
+    return model, AdaptersOff(model).eval()
 
 
 def merged(model: GPT) -> GPT:
@@ -453,6 +477,21 @@ def read_checkpoint(path, device="cpu") -> dict:
         raise CheckpointError(f"{path}: not a checkpoint of this project "
                               "(no 'model' and 'model_config' entries)")
     return ckpt
+
+
+def load_sft(path, device, allow_pretrained: bool = False) -> GPT:
+    """The SFT model that alignment starts from (and copies as its reference). A pretraining
+    checkpoint is refused unless allow_pretrained (to see what skipping SFT does); another
+    stage's is loaded with a warning."""
+    model, ckpt = load_checkpoint(path, device)
+    if ckpt.get("stage") == "pretrain" and not allow_pretrained:
+        raise CheckpointError(f"{path} is a pretraining checkpoint; alignment starts from an SFT "
+                              f"one (train_sft.py writes {Path(path).with_name('sft.pt')}; "
+                              "--allow_pretrained starts from it anyway)")
+    if ckpt.get("stage") != "sft":
+        print(f"warning: {path} is a '{ckpt.get('stage')}' checkpoint, not SFT; alignment "
+              "expects an SFT model as its start and its reference")
+    return model
 
 
 def load_checkpoint(path, device="cpu", cls=GPT) -> tuple[GPT, dict]:

@@ -15,8 +15,8 @@ import sys
 
 from data.batching import MAX_NEW_TOKENS, prompt_ids
 from data.world import QUESTION_FORMS, is_known_form
+from evaluation import generate
 from model import get_device, load_checkpoint
-from plumbing.evaluation import generate
 from plumbing.flags import examples
 
 

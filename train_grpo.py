@@ -47,16 +47,16 @@ from pathlib import Path
 
 import torch
 
-from data.batching import MAX_NEW_TOKENS, end_id, prompt_ids, rollout_batch
+from data.batching import MAX_NEW_TOKENS
 from data.world import eval_prompts, is_correct, reward, rl_rows
-from losses import (best_of_group_advantages, grpo_advantages, grpo_loss, rloo_advantages,
-                    token_logprobs)
-from model import merged, sample, save_checkpoint
+from evaluation import against_reference, pass_at, rollout
+from losses import (answer_token_logps, best_of_group_advantages, grpo_advantages, grpo_loss,
+                    rloo_advantages)
+from model import load_sft, merged, policy_and_reference, save_checkpoint
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import against_reference, finish, pass_at
 from plumbing.flags import LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.start import load_policy_and_reference, start_run
+from plumbing.run import finish, start_run
 
 
 @dataclass
@@ -111,13 +111,12 @@ def advantages_of(cfg, rewards, rng) -> torch.Tensor:
     return grpo_advantages(rewards, cfg.num_generations, cfg.scale_rewards)
 
 
-def rollout(policy, prompts, cfg, rng, device) -> dict:
-    """Steps 1 and 2: G answers per prompt from the KV-cache sampler, as a training batch
-    (data.batching.rollout_batch), and their rewards."""
-    tokens, sampled = sample(policy, [prompt_ids(p) for p in prompts], end_id=end_id(),
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                             num_samples=cfg.num_generations, generator=rng)  # (N, T_new) each
-    batch = rollout_batch(prompts, tokens, sampled, device)
+def sample_and_score(policy, prompts, cfg, rng, device) -> dict:
+    """Steps 1 and 2: G answers per prompt (evaluation.rollout), their rewards, and, with
+    --mask_truncated, the answers cut off at max_new_tokens out of the loss mask."""
+    batch = rollout(policy, prompts, num_samples=cfg.num_generations,
+                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                    generator=rng, device=device)
     batch["rewards"] = torch.tensor([REWARDS[cfg.reward](p, a) for p, a in
                                      zip(batch["prompts"], batch["texts"])])    # (N,)
     if cfg.mask_truncated:
@@ -136,15 +135,15 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=rng).tolist())
-            batch = rollout(policy, [prompts[i] for i in idx], cfg, rng, device)
+            batch = sample_and_score(policy, [prompts[i] for i in idx], cfg, rng, device)
             advantages = advantages_of(cfg, batch["rewards"], rng).to(device)    # (N,)
             inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
             with torch.no_grad():   # log-probs at the sampling temperature: (N, T), 0 off the mask
                 ref_logps = None if cfg.beta == 0 else \
-                    token_logprobs(ref_model(inputs).float() / cfg.temperature, targets) * mask
+                    answer_token_logps(ref_model(inputs), targets, mask, cfg.temperature)
             old_logps = None  # the sampling policy's log-probs: the first iteration's, frozen
             for _ in range(cfg.num_iterations):
-                logps = token_logprobs(net(inputs).float() / cfg.temperature, targets) * mask
+                logps = answer_token_logps(net(inputs), targets, mask, cfg.temperature)
                 if old_logps is None:
                     old_logps = logps.detach()
                 loss, stats = (loss_fn or grpo_loss)(
@@ -169,9 +168,12 @@ def group_metrics(batch, G: int) -> dict:
 def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the trained model's metrics. loss_fn (notebook 03
     passes its own) replaces losses.grpo_loss, with the same signature."""
-    cfg, device = start_run(cfg, SMOKE, outputs=["grpo.pt"])
+    cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs=["grpo.pt"])
     t0 = time.time()
-    policy, ref_model, init = load_policy_and_reference(cfg, device)
+    init = cfg.input_path("init_from")
+    policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
+                                             cfg.lora_rank, cfg.lora_alpha,
+                                             cfg.lora_targets.split(","))
     print(f"{cfg.advantage} advantages from {init}: {cfg.prompts_per_step} prompts x "
           f"{cfg.num_generations} answers per step, reward {cfg.reward}, beta {cfg.beta}, "
           f"loss {cfg.loss_type}")
@@ -188,7 +190,7 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     before[f"pass@{G}"] = pass_at(ref_model, prompts, G, cfg.seed + 1)
     return finish(cfg.out_dir, "grpo", {"sft": before, "grpo": after},
                   f"\nSFT vs GRPO on {len(prompts)} held-out prompts",
-                  train_seconds=train_seconds, device=device,
+                  train_seconds=train_seconds, device=device, memory_at_start=memory_at_start,
                   also_saved={f"sft_pass@{G}": before[f"pass@{G}"]})
 
 

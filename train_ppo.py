@@ -45,15 +45,16 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from data.batching import MAX_NEW_TOKENS, chat_batch, end_id, prompt_ids, rollout_batch
+from data.batching import MAX_NEW_TOKENS, prompt_ids
 from data.world import eval_prompts, reward, rl_rows
-from losses import gae, ppo_loss, ppo_rewards, token_logprobs, whiten
-from model import ScoreModel, load_checkpoint, merged, sample, save_checkpoint, sequence_scores
+from evaluation import against_reference, rollout, scores_of_answers
+from losses import answer_token_logps, gae, ppo_loss, ppo_rewards, whiten
+from model import (ScoreModel, load_checkpoint, load_sft, merged, policy_and_reference,
+                   save_checkpoint)
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import against_reference, finish, scores_of_answers
 from plumbing.flags import LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.start import load_policy_and_reference, start_run
+from plumbing.run import finish, start_run
 
 
 @dataclass
@@ -62,9 +63,10 @@ class PPOConfig(LoRAConfig):
                                  "OUT_DIR/rm.pt)", "model")
     kl_coef: float = flag(0.05, "per-token KL penalty toward the SFT reference", "method",
                           at_least=0)
-    cliprange: float = flag(0.2, "clip range of the ratio pi / pi_old", "method", above=0)
-    cliprange_value: float = flag(0.2, "clip range of the value around the old value",
-                                  "method", above=0)
+    epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old (TRL's cliprange)",
+                          "method", above=0)
+    value_epsilon: float = flag(0.2, "clip range of the value around the old value (TRL's "
+                                "cliprange_value)", "method", above=0)
     vf_coef: float = flag(0.1, "weight of the value loss", "method", at_least=0)
     gamma: float = flag(1.0, "discount", "method", at_least=0)
     lam: float = flag(0.95, "GAE's lambda", "method", at_least=0)
@@ -111,11 +113,11 @@ def score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device, gae_
     metrics."""
     inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
     # log-probs of the sampled tokens at the sampling temperature, (N, T), 0 off the mask
-    batch["old_logps"] = token_logprobs(policy(inputs).float() / cfg.temperature, targets) * mask
-    ref_logps = token_logprobs(ref_model(inputs).float() / cfg.temperature, targets) * mask
+    batch["old_logps"] = answer_token_logps(policy(inputs), targets, mask, cfg.temperature)
+    ref_logps = answer_token_logps(ref_model(inputs), targets, mask, cfg.temperature)
     batch["old_values"] = critic(inputs).float() * mask                      # V_t, (N, T)
     finished = batch["finished"].to(device)
-    scores = sequence_scores(rm, *chat_batch(batch["prompt_ids"], batch["rows"], device))
+    scores = scores_of_answers(rm, batch["prompt_ids"], batch["rows"])
     scores = scores - cfg.missing_eos_penalty * (1 - finished)             # step 2
     rewards = ppo_rewards(scores, batch["old_logps"], ref_logps, mask, cfg.kl_coef)  # step 3
     advantages, batch["returns"] = (gae_fn or gae)(rewards, batch["old_values"], mask,
@@ -145,11 +147,9 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.batch_size,), generator=rng).tolist())
-            chunk = [prompts[i] for i in idx]                                 # step 1
-            tokens, sampled = sample(policy, [prompt_ids(p) for p in chunk], end_id=end_id(),
-                                     max_new_tokens=cfg.max_new_tokens,
-                                     temperature=cfg.temperature, generator=rng)
-            batch = rollout_batch(chunk, tokens, sampled, device)
+            batch = rollout(policy, [prompts[i] for i in idx], num_samples=1,      # step 1
+                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            generator=rng, device=device)
             objective = score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device,
                                              gae_fn)                          # steps 2-4
             updates = []
@@ -158,12 +158,12 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
                 for mb in order.chunk(cfg.num_mini_batches):
                     logits, values = net(batch["inputs"][mb])                  # (n, T, V), (n, T)
                     mask = batch["mask"][mb]
-                    logps = token_logprobs(logits.float() / cfg.temperature,
-                                           batch["targets"][mb]) * mask
+                    logps = answer_token_logps(logits, batch["targets"][mb], mask,
+                                               cfg.temperature)
                     loss, stats = (loss_fn or ppo_loss)(
                         logps, batch["old_logps"][mb], batch["advantages"][mb],
                         values.float() * mask, batch["old_values"][mb], batch["returns"][mb],
-                        mask, epsilon=cfg.cliprange, value_epsilon=cfg.cliprange_value,
+                        mask, epsilon=cfg.epsilon, value_epsilon=cfg.value_epsilon,
                         vf_coef=cfg.vf_coef)
                     loss.backward()
                     optimizer_step(model, opt, cfg.grad_clip)
@@ -175,8 +175,11 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
 def load_models(cfg, device):
     """The four models: policy and reference (SFT), the frozen reward model, the critic
     (a trainable copy of the reward model)."""
-    policy, ref_model, init = load_policy_and_reference(cfg, device)
-    rm_path = Path(cfg.reward_model or Path(cfg.out_dir) / "rm.pt")
+    init = cfg.input_path("init_from")
+    policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
+                                             cfg.lora_rank, cfg.lora_alpha,
+                                             cfg.lora_targets.split(","))
+    rm_path = cfg.input_path("reward_model")
     if not rm_path.exists():
         raise ValueError(f"{rm_path}: no reward model; train_rm.py writes it (or pass "
                          "--reward_model)")
@@ -193,7 +196,7 @@ def load_models(cfg, device):
 def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
     """Train, save, evaluate; returns the trained policy's metrics. loss_fn and gae_fn (the
     notebook passes its own) replace losses.ppo_loss and losses.gae."""
-    cfg, device = start_run(cfg, SMOKE, outputs=["ppo.pt"])
+    cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs=["ppo.pt"])
     t0 = time.time()
     policy, ref_model, rm, critic = load_models(cfg, device)
     train(cfg, policy, ref_model, rm, critic, device, loss_fn, gae_fn)
@@ -211,7 +214,7 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
         metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()
     return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
                   f"\nSFT vs PPO (kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
-                  train_seconds=train_seconds, device=device)
+                  train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
 
 if __name__ == "__main__":
     run_cli(main, PPOConfig, __doc__)

@@ -36,13 +36,13 @@ import torch
 from data.batching import chat_batch, encode_rows, prompt_ids
 from data.pairs import label_agreement, offpolicy_pairs, pairs_from_samples, read_pairs
 from data.world import eval_prompts, reward, rl_rows
+from evaluation import generate, kept_answers, scores_of_answers
 from losses import reward_centering, reward_model_loss
-from model import ScoreModel, save_checkpoint, sequence_scores
+from model import ScoreModel, load_sft, save_checkpoint, sequence_scores
 from plumbing.distributed import for_training, is_main, shard
-from plumbing.evaluation import finish, generate, kept_answers, scores_of_answers
 from plumbing.flags import AlignConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.start import load_sft, start_run
+from plumbing.run import finish, start_run
 
 
 @dataclass
@@ -155,9 +155,10 @@ def build_pairs(cfg, sft_model, init) -> list[dict]:
 
 def main(cfg: RMConfig) -> dict:
     """Train, normalise, save, evaluate; returns the reward model's held-out metrics."""
-    cfg, device = start_run(cfg, SMOKE, outputs=["rm.pt"])
+    cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs=["rm.pt"])
     t0 = time.time()
-    sft_model, init = load_sft(cfg, device)
+    init = cfg.input_path("init_from")
+    sft_model = load_sft(init, device, cfg.allow_pretrained)
     sft_model.eval()
     pairs = read_pairs(cfg.data) if cfg.data else build_pairs(cfg, sft_model, init)
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
@@ -178,7 +179,7 @@ def main(cfg: RMConfig) -> dict:
     metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": agreement}
     return finish(cfg.out_dir, "rm", {"reward model": metrics},
                   f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers",
-                  train_seconds=train_seconds, device=device)
+                  train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
 
 
 if __name__ == "__main__":

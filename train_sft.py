@@ -9,10 +9,9 @@ and their answers, see data.world.pretrain_lines), whole lines packed into rows
 of block_size tokens, each line attending only to itself and counting its
 positions from its own start.
 Held-out arithmetic is learned late, in a jump whose timing varies with the seed,
-and what sets it is the number of steps, hardly the batch: at equal steps 16-row
-batches learned as fast as 32-row ones, at a little over half the cost. So pretraining takes
-many small steps (6000 of 16 rows); 2000 steps of 32 rows left some seeds short
-of the jump (README, "How the defaults were chosen").
+and what sets it is the number of steps, hardly the batch, so pretraining takes many
+small steps (6000 of 16 rows): fewer, larger steps left some seeds short of the jump
+(docs/results.md, "How the defaults were chosen", measures it).
 SFT: the same loss on chat rows, counted only on completion tokens (the end
 token included): the model learns the format and the mixture of personas, and so
 learns to be rude, careless or refusing at the data's rates. That is on purpose:
@@ -31,13 +30,13 @@ import torch
 from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
+from evaluation import evaluate
 from losses import sft_loss
 from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 from plumbing.distributed import for_training, grad_sync, is_main, shard
-from plumbing.evaluation import evaluate, finish
 from plumbing.flags import RunConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.start import start_run
+from plumbing.run import finish, start_run
 
 
 @dataclass
@@ -152,7 +151,7 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
 
 def main(cfg: SFTConfig) -> dict:
     outputs = {"pretrain": ["pretrain.pt"], "sft": ["sft.pt"], "all": ["pretrain.pt", "sft.pt"]}
-    cfg, device = start_run(cfg, SMOKE, outputs[cfg.stage])
+    cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs[cfg.stage])
     t0 = time.time()
     model = pretrain(cfg, device) if cfg.stage in ("pretrain", "all") else None
     if cfg.stage == "pretrain":
@@ -165,7 +164,7 @@ def main(cfg: SFTConfig) -> dict:
                              seed=cfg.seed, samples_path=Path(cfg.out_dir) / "sft_samples.jsonl")
     return finish(cfg.out_dir, "sft", {"sft": metrics},
                   f"\nSFT model on {cfg.eval_prompts} held-out prompts",
-                  train_seconds=train_seconds, device=device)
+                  train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 labelled answers for KTO.
 
 The judge stands in for a human rater. It never sees a model: the scripts sample the answers
-(plumbing.evaluation.generate) and hand them in, so this file imports nothing from the model.
+(evaluation.generate) and hand them in, so this file imports nothing from the model.
     pairs_from_samples   K answers per prompt -> (chosen, rejected): best against worst, or
                          with --label_temperature T > 0 two of them labelled by Bradley-Terry,
                          P(a beats b) = sigmoid((r_a - r_b) / T), as a noisy human would

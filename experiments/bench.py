@@ -42,12 +42,11 @@ from data.world import eval_prompts, pretrain_lines
 from losses import AnswerLogps, answer_logps, dpo_loss, sft_loss
 from model import (GPT, AdaptersOff, GPTConfig, add_lora, get_device, load_checkpoint, sample,
                    sample_naive)
-from plumbing import evaluation
 from plumbing.distributed import for_training
-from plumbing.evaluation import print_table
 from plumbing.flags import check_bounds, flag, run_cli
 from plumbing.loop import make_optimizer, optimizer_step
-from plumbing.start import smoke_config
+from plumbing import run
+from plumbing.run import print_table, smoke_config
 
 
 @dataclass
@@ -102,8 +101,8 @@ def median_seconds(fn, device, repeats: int) -> float:
 
 
 def peak_memory_mb(device) -> float:
-    """evaluation.peak_memory_mb, with the GPU's peak reset after each row (each row its own)."""
-    mb = evaluation.peak_memory_mb(device)
+    """plumbing.run.peak_memory_mb, with the GPU's peak reset after each row (each row its own)."""
+    mb = run.peak_memory_mb(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     return mb

@@ -4,78 +4,92 @@ The articles: "From DPO to GRPO: Direct Preference Optimization" (FIRST below: t
 selection table and its resource bars) and "DPO: Direct Preference Optimization" (SECOND:
 beta, learning rates, the debugging checklist, LoRA, the variants). Each claim is one
 function of compare's results that returns a Claim: what is claimed and where, the runs that
-test it, what was measured (mean ± std over seeds), and a verdict computed from those numbers
-by the rule its docstring states. A claim whose numbers are missing is "not run".
+test it, what was measured (mean ± std over seeds), the numbers its rule reads, and a verdict
+computed from those numbers by the rule its docstring states. A claim with a number missing
+(NaN, or no number at all) is "not run".
 """
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
-from experiments.methods import (DPO, ENVELOPES, EXTRAS, GRPO, GRPO_JUDGE, IPO, ITERATIVE, KTO,
-                                 LORA, ONLINE, ORPO, PAPER, PPO, RLOO, SIMPO, command)
+from experiments.methods import ENVELOPES, EXTRAS, METHODS, ONLINE, command
 from experiments.measure import GROUP_SIZES
-from experiments.results import (by_seed, envelope, every, mean, middle, ms, of, paired, points,
-                                 ratio, resources, sft_by_seed, std, verdict)
+from experiments.results import (Results, envelope, every, mean, middle, ms, paired, points,
+                                 ratio, resources, std, verdict)
 from experiments.sweep import summarize
 
 FIRST = '"From DPO to GRPO: Direct Preference Optimization"'
 SECOND = '"DPO: Direct Preference Optimization"'
 DV = "0.1"                                           # the default DPO run's beta
+PAPER, DPO, IPO, SIMPO, KTO, ORPO, GRPO, PPO, ITERATIVE, GRPO_JUDGE, RLOO = (METHODS[k] for k in (
+    "paper_dpo", "dpo", "ipo", "simpo", "kto", "orpo", "grpo", "ppo", "iterative_dpo",
+    "grpo_judge", "rloo"))
 
 
-class Claim(NamedTuple):
+@dataclass
+class Claim:
     claim: str
     source: str       # the article, and the paper behind the claim where there is one
     runs: str         # the step each run adds after train_sft.py, or what was measured
     measured: str     # mean ± std over seeds
     verdict: str
+    numbers: list     # what the rule read: a NaN among them, or none, and it is "not run"
+
+    def row(self) -> list[str]:
+        return [self.claim, self.source, self.runs, self.measured, self.verdict]
 
 
-def loss_starts_at_ln2(result) -> Claim:
+def logged(res: Results, method: str, knob: str, when: str, metric: str) -> dict[str, float]:
+    """{seed: a training metric at the first, middle or last logged steps} of one run."""
+    return {s: r.logged(when, metric) for s, r in res.runs_of(method, knob).items()}
+
+
+def loss_starts_at_ln2(res) -> Claim:
     """Holds when every run of the paper's loss logged a loss within 1e-3 of ln 2 at step 0
     (policy = reference, so the margin h is 0 and -log sigmoid(0) = ln 2)."""
-    first = [x for v in PAPER.values for x in by_seed(result, PAPER.name, v,
-                                                      "log:first:loss").values()]
+    first = [x for v in PAPER.values for x in logged(res, PAPER.name, v, "first",
+                                                     "loss").values()]
     return Claim("DPO's loss is ln 2 at the start (policy = reference)",
                  f"{SECOND}; Rafailov et al. 2023, Eq. 7", command(PAPER, "B") +
                  ", the loss logged at step 0",
                  f"{ms(first, '.4f')} over {len(first)} runs (ln 2 = {math.log(2):.4f})",
-                 verdict(bool(first) and all(abs(x - math.log(2)) < 1e-3 for x in first)))
+                 verdict(bool(first) and all(abs(x - math.log(2)) < 1e-3 for x in first)), first)
 
 
 def higher_beta_lower_kl(m):
-    def claim(result) -> Claim:
+    def claim(res) -> Claim:
         """Holds when on every seed the KL to the SFT model falls at each step up in beta."""
-        kls = [of(result, m, v, "kl_to_ref") for v in m.values]
+        kls = [res.column(m.name, v, "kl_to_ref") for v in m.values]
         seqs = list(zip(*paired(*kls))) if all(kls) else []
-        return Claim(f"Higher beta keeps the policy closer to the reference ({m.name})",
+        return Claim(f"Higher beta keeps the policy closer to the reference ({m.title})",
                      f"{SECOND} (beta); {FIRST}", command(m, "B") + f", B = {', '.join(m.values)}",
                      "KL " + "; ".join(f"{ms(k.values(), '.2f')} at {v}"
                                        for v, k in zip(m.values, kls)),
                      verdict(bool(seqs) and all(all(a > b for a, b in zip(s, s[1:]))
-                                                for s in seqs)))
+                                                for s in seqs)), [x for s in seqs for x in s])
     claim.__name__ = f"higher_beta_lower_kl({m.name})"
     return claim
 
 
-def sft_learning_rate_hurts(result) -> Claim:
+def sft_learning_rate_hurts(res) -> Claim:
     """Holds when DPO at SFT's learning rate (1e-3) ends below the SFT model on every seed;
     does not hold when above it on every seed."""
-    a, s, d = paired(by_seed(result, "dpo_sft_lr", "", "dpo/reward_mean"), sft_by_seed(result),
-                     of(result, DPO, DV, "reward_mean"))
+    a, s, d = paired(res.column("dpo_sft_lr", "", "reward_mean"), res.sft_column(),
+                     res.column(DPO.name, DV, "reward_mean"))
     return Claim("DPO needs a learning rate far below SFT's; at SFT's it ends worse than the "
                  "SFT model", SECOND, EXTRAS["dpo_sft_lr"][-1] + " (SFT's; the default is 2e-4)",
                  f"true reward {ms(a)} at 1e-3 against {ms(s)} for the SFT model and {ms(d)} "
-                 "at 2e-4", verdict(every(a, s, above=False), every(a, s)))
+                 "at 2e-4", verdict(every(a, s, above=False), every(a, s)), a + s)
 
 
-def small_set_overfits(result) -> Claim:
+def small_set_overfits(res) -> Claim:
     """The warning sign (a last margin above 10 with the DPO part of the loss below 0.1) and
     the harm (true reward below the default run's on every seed): holds with both, partly
     with one, does not hold with neither."""
-    r = lambda key: by_seed(result, "dpo_small_set", "", key)          # noqa: E731
-    margin, dpo_part, small, full = paired(r("log:last:rewards/margins"), r("log:last:dpo_loss"),
-                                           r("dpo/reward_mean"), of(result, DPO, DV, "reward_mean"))
+    margin, dpo_part, small, full = paired(
+        logged(res, "dpo_small_set", "", "last", "rewards/margins"),
+        logged(res, "dpo_small_set", "", "last", "dpo_loss"),
+        res.column("dpo_small_set", "", "reward_mean"), res.column(DPO.name, DV, "reward_mean"))
     sign, harm = bool(margin) and mean(margin) > 10 and mean(dpo_part) < 0.1, \
         every(small, full, above=False)
     return Claim("Many epochs on a small pair set overfit: margin > 10, loss near 0, quality "
@@ -83,41 +97,42 @@ def small_set_overfits(result) -> Claim:
                  "32: about 40 epochs) against the default 2000 prompts",
                  f"last margin {ms(margin, '.2f')}, DPO loss {ms(dpo_part)}; true reward "
                  f"{ms(small)} against {ms(full)}",
-                 "holds" if sign and harm else "partly" if sign or harm else "does not hold")
+                 "holds" if sign and harm else "partly" if sign or harm else "does not hold",
+                 margin + dpo_part + small + full)
 
 
-def long_chosen_teach_length(result) -> Claim:
+def long_chosen_teach_length(res) -> Claim:
     """Holds when, on every seed, DPO with the length-biased labeller answers longer than with
     the true one."""
-    dl, d0 = paired(by_seed(result, "dpo_long_judge", "", "dpo/mean_length"),
-                    of(result, DPO, DV, "mean_length"))
+    dl, d0 = paired(res.column("dpo_long_judge", "", "mean_length"),
+                    res.column(DPO.name, DV, "mean_length"))
     return Claim("Chosen answers much longer than rejected teach length",
                  f"{SECOND} (debugging checklist)", EXTRAS["dpo_long_judge"][-1] +
                  " (a labeller that adds 0.03 a word)",
                  f"DPO's answers {ms(dl, '.1f')} tokens against {ms(d0, '.1f')} with the true "
-                 "labeller", verdict(every(dl, d0)))
+                 "labeller", verdict(every(dl, d0)), dl + d0)
 
 
-def simpo_stops_length(result) -> Claim:
+def simpo_stops_length(res) -> Claim:
     """Holds when SimPO's length gain from the biased labeller is under half of DPO's."""
-    dl, d0, sl, s0 = paired(by_seed(result, "dpo_long_judge", "", "dpo/mean_length"),
-                            of(result, DPO, DV, "mean_length"),
-                            by_seed(result, "simpo_long_judge", "", "simpo/mean_length"),
-                            of(result, SIMPO, "2.0", "mean_length"))
+    dl, d0, sl, s0 = paired(res.column("dpo_long_judge", "", "mean_length"),
+                            res.column(DPO.name, DV, "mean_length"),
+                            res.column("simpo_long_judge", "", "mean_length"),
+                            res.column(SIMPO.name, "2.0", "mean_length"))
     gain_d, gain_s = mean(dl) - mean(d0), mean(sl) - mean(s0)
     return Claim("SimPO's length normalisation prevents it", f"{SECOND}; Meng et al. 2024",
                  EXTRAS["simpo_long_judge"][-1],
                  f"SimPO's answers {ms(sl, '.1f')} tokens against {ms(s0, '.1f')} with the true "
                  f"labeller: {gain_s:+.1f} against DPO's {gain_d:+.1f}",
-                 verdict(bool(sl) and gain_s < gain_d / 2, bool(sl) and gain_s >= gain_d / 2))
+                 verdict(bool(sl) and gain_s < gain_d / 2, bool(sl) and gain_s >= gain_d / 2),
+                 dl + d0 + sl + s0)
 
 
-def ipo_bounds_the_margin(result) -> Claim:
+def ipo_bounds_the_margin(res) -> Claim:
     """IPO's last margin below 1.0 on every seed (twice its target) is bounded; holds when
     DPO's also grew from the middle to the end on every seed, partly when only on the mean."""
-    r = lambda m, v, when: by_seed(result, m.name, v,                       # noqa: E731
-                                   f"log:{when}:rewards/margins").values()
-    im, il, dm, dl = (list(r(m, v, w)) for m, v, w in ((IPO, "0.5", "middle"),
+    im, il, dm, dl = (list(logged(res, m.name, v, w, "rewards/margins").values())
+                      for m, v, w in ((IPO, "0.5", "middle"),
                       (IPO, "0.5", "last"), (DPO, DV, "middle"), (DPO, DV, "last")))
     bounded = bool(il) and all(x < 1.0 for x in il)
     return Claim("IPO keeps the margin bounded where DPO's grows", f"{FIRST}; Azar et al. 2023",
@@ -126,57 +141,57 @@ def ipo_bounds_the_margin(result) -> Claim:
                  f"IPO {ms(im)} -> {ms(il)} (its target tau x 1/(2 tau) = 0.5); DPO {ms(dm)} -> "
                  f"{ms(dl)}", "holds" if bounded and every(dl, dm) else "partly: IPO's is "
                  "bounded, DPO's grew on the mean, not on every seed" if bounded and
-                 mean(dl) > mean(dm) else "does not hold")
+                 mean(dl) > mean(dm) else "does not hold", im + il + dm + dl)
 
 
 def beats_sft(m, text, source):
-    def claim(result) -> Claim:
+    def claim(res) -> Claim:
         """Holds when the method's true reward is above the SFT model's on every seed."""
-        x, s, d = paired(of(result, m, "0.1", "reward_mean"), sft_by_seed(result),
-                         of(result, DPO, DV, "reward_mean"))
+        x, s, d = paired(res.column(m.name, "0.1", "reward_mean"), res.sft_column(),
+                         res.column(DPO.name, DV, "reward_mean"))
         return Claim(text, source, command(m, "0.1"), f"true reward {ms(x)} against {ms(s)} for "
-                     f"the SFT model ({ms(d)} for DPO)", verdict(every(x, s)))
+                     f"the SFT model ({ms(d)} for DPO)", verdict(every(x, s)), x + s)
     claim.__name__ = f"beats_sft({m.name})"
     return claim
 
 
-def needs_sft_first(result) -> Claim:
+def needs_sft_first(res) -> Claim:
     """Holds when DPO from the pretrained model ends below DPO from the SFT model on the same
     written pairs on every seed; does not hold when above on every seed."""
-    pre, off = paired(by_seed(result, "dpo_from_pretrained", "", "dpo/reward_mean"),
-                      by_seed(result, "dpo_offpolicy", "", "dpo/reward_mean"))
+    pre, off = paired(res.column("dpo_from_pretrained", "", "reward_mean"),
+                      res.column("dpo_offpolicy", "", "reward_mean"))
     return Claim("DPO started from a model that was never SFT'd trains poorly",
                  f"{SECOND} (common mistakes)", EXTRAS["dpo_from_pretrained"][-1],
                  f"true reward {ms(pre)} against {ms(off)} from the SFT model on the same pairs",
-                 verdict(every(pre, off, above=False), every(pre, off)))
+                 verdict(every(pre, off, above=False), every(pre, off)), pre + off)
 
 
-def onpolicy_beats_offpolicy(result) -> Claim:
+def onpolicy_beats_offpolicy(res) -> Claim:
     """Holds when the SFT model's own judged samples give a higher true reward than the
     persona generator's written pairs on every seed; does not hold when lower on every seed."""
     on, off, won, woff = paired(
-        of(result, DPO, DV, "reward_mean"), by_seed(result, "dpo_offpolicy", "", "dpo/reward_mean"),
-        of(result, DPO, DV, "win_rate_vs_sft"),
-        by_seed(result, "dpo_offpolicy", "", "dpo/win_rate_vs_sft"))
+        res.column(DPO.name, DV, "reward_mean"), res.column("dpo_offpolicy", "", "reward_mean"),
+        res.column(DPO.name, DV, "win_rate_vs_sft"),
+        res.column("dpo_offpolicy", "", "win_rate_vs_sft"))
     return Claim("On-policy pairs (the SFT model's own samples) beat off-policy pairs",
                  f"{FIRST} (offline distribution shift)",
                  f"{command(DPO, DV)} against {EXTRAS['dpo_offpolicy'][-1]}",
                  f"true reward {ms(on)} against {ms(off)}; win rate {ms(won)} against {ms(woff)}",
-                 verdict(every(on, off), every(off, on)))
+                 verdict(every(on, off), every(off, on)), on + off)
 
 
 MEMORY_RUNS = "a 25M-parameter model (8 x 512), a few steps of each script, one batch shape " \
     "(experiments/methods.py, MEMORY): the peak resident memory each process added to its start"
 
 
-def memory_of(result) -> dict[str, list[float]]:
-    return {name: list(per_seed.values()) for name, per_seed in result.get("memory", {}).items()}
+def memory_of(res) -> dict[str, list[float]]:
+    return {name: list(per_seed.values()) for name, per_seed in res.memory.items()}
 
 
-def lora_and_simpo_halve_memory(result) -> Claim:
+def lora_and_simpo_halve_memory(res) -> Claim:
     """Holds for each of LoRA (adapters-off reference) and SimPO (no reference) whose memory
     is at most 55% of DPO's on the 25M-parameter model; "partly" when one of them does."""
-    mb = memory_of(result)
+    mb = memory_of(res)
     pct = {k: ratio(mean(mb.get(k, [])), mean(mb.get("DPO", []))) * 100
            for k in ("LoRA-DPO", "SimPO")}
     halved = [k for k, v in pct.items() if v <= 55]
@@ -185,41 +200,42 @@ def lora_and_simpo_halve_memory(result) -> Claim:
                  f"LoRA-DPO {ms(mb.get('LoRA-DPO', []), '.0f')} MiB ({pct['LoRA-DPO']:.0f}% of "
                  f"DPO's), SimPO {ms(mb.get('SimPO', []), '.0f')} ({pct['SimPO']:.0f}%), DPO "
                  f"{ms(mb.get('DPO', []), '.0f')}", "holds" if len(halved) == 2 else
-                 f"partly: {halved[0]} only" if halved else "does not hold")
+                 f"partly: {halved[0]} only" if halved else "does not hold", list(pct.values()))
 
 
-def models_in_memory(result) -> Claim:
+def models_in_memory(res) -> Claim:
     """Holds when the scripts held 4 (RLHF), 2 (DPO) and 2 (GRPO) distinct sets of weights as
     training started, on every seed (measured: models_in_memory in the first logged step)."""
-    res = resources(result)
-    held = {m: res[m.name]["models"] for m in (PPO, DPO, GRPO)}
+    used = resources(res, (PPO, DPO, GRPO))
+    held = {m: used[m.name]["models"] for m in (PPO, DPO, GRPO)}
     said = {PPO: 4, DPO: 2, GRPO: 2}
     return Claim("RLHF holds 4 models, DPO and GRPO 2", FIRST,
                  f"{command(PPO, '0.05')}, {command(DPO, DV)}, {command(GRPO, '0.04')}: "
                  "models_in_memory, logged at step 0", ", ".join(
-                     f"{m.name}: {ms(held[m], '.1f')}" for m in held),
-                 verdict(all(held[m] and all(x == said[m] for x in held[m]) for m in held)))
+                     f"{m.title}: {ms(held[m], '.1f')}" for m in held),
+                 verdict(all(held[m] and all(x == said[m] for x in held[m]) for m in held)),
+                 [x for m in held for x in held[m]])
 
 
-def memory_ratios(result) -> Claim:
+def memory_ratios(res) -> Claim:
     """Holds when DPO's and GRPO's memory on the 25M-parameter model are within 15 points of
     40% and 60% of RLHF's (reward model and PPO, the larger); "the order holds" when only
     DPO < GRPO < RLHF does."""
-    mb = memory_of(result)
+    mb = memory_of(res)
     pct = [ratio(mean(mb.get(k, [])), mean(mb.get("RLHF", []))) * 100 for k in ("DPO", "GRPO")]
     close = all(abs(g - s) <= 15 for g, s in zip(pct, (40, 60)))
     ordered = pct[0] < pct[1] < 100
     return Claim("Training memory: RLHF 100%, DPO 40%, GRPO 60%", f"{FIRST} (resource bars)",
                  MEMORY_RUNS, f"DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of RLHF's "
                  f"({ms(mb.get('RLHF', []), '.0f')} MiB)", "holds" if close and ordered else
-                 "the order holds, the ratios do not" if ordered else "does not hold")
+                 "the order holds, the ratios do not" if ordered else "does not hold", pct)
 
 
-def time_ratios(result) -> Claim:
+def time_ratios(res) -> Claim:
     """Holds when DPO's and GRPO's training times are within 15 points of 30% and 60% of
     RLHF's; "the order holds" when only DPO < GRPO < RLHF does."""
-    res = resources(result)
-    pct = [mean(res[m.name]["train_seconds"]) / mean(res[PPO.name]["train_seconds"]) * 100
+    used = resources(res, (PPO, DPO, GRPO))
+    pct = [mean(used[m.name]["train_seconds"]) / mean(used[PPO.name]["train_seconds"]) * 100
            for m in (DPO, GRPO)]
     close = all(abs(g - s) <= 15 for g, s in zip(pct, (30, 60)))
     ordered = pct[0] < pct[1] < 100
@@ -227,26 +243,26 @@ def time_ratios(result) -> Claim:
                  "the resources table (middle knob values)",
                  f"DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of RLHF's",
                  "holds" if close and ordered else "the order holds, the ratios do not"
-                 if ordered else "does not hold")
+                 if ordered else "does not hold", pct)
 
 
-def dpo_faster_than_rlhf(result) -> Claim:
+def dpo_faster_than_rlhf(res) -> Claim:
     """Holds when RLHF's training time (reward model + PPO) is 3 to 10 times DPO's."""
-    res = resources(result)
-    ratio = mean(res[PPO.name]["train_seconds"]) / mean(res[DPO.name]["train_seconds"])
+    used = resources(res, (PPO, DPO))
+    times = ratio(mean(used[PPO.name]["train_seconds"]), mean(used[DPO.name]["train_seconds"]))
     return Claim("DPO trains 3-10x faster than RLHF", SECOND, "the resources table",
-                 f"RLHF (reward model + PPO) took {ratio:.1f}x DPO's training time",
-                 verdict(3 <= ratio <= 10))
+                 f"RLHF (reward model + PPO) took {times:.1f}x DPO's training time",
+                 verdict(3 <= times <= 10), [times])
 
 
-def ppo_less_stable(result) -> Claim:
+def ppo_less_stable(res) -> Claim:
     """Holds when PPO's true reward varies more than DPO's both over seeds (at the middle knob)
     and over the knob (range of the means); does not hold when less on both."""
     spread = {}
     for m in (PPO, DPO):
-        r = {v: list(of(result, m, v, "reward_mean").values()) for v in m.values}
+        r = {v: list(res.column(m.name, v, "reward_mean").values()) for v in m.values}
         means = [mean(x) for x in r.values() if x]
-        seeds = summarize(r[middle(result, m)]) if means else {"n": 0}
+        seeds = summarize(r[middle(res, m)]) if means else {"n": 0}
         spread[m] = (seeds["std"] if seeds["n"] > 1 else math.nan,
                      max(means) - min(means) if len(means) > 1 else math.nan)
     return Claim("PPO is less stable than DPO", f"{FIRST}; {SECOND}",
@@ -255,15 +271,16 @@ def ppo_less_stable(result) -> Claim:
                  f"(PPO) against {spread[DPO][0]:.3f} (DPO); range of means over the knob "
                  f"{spread[PPO][1]:.3f} against {spread[DPO][1]:.3f}",
                  verdict(all(p > d for p, d in zip(spread[PPO], spread[DPO])),
-                         all(p < d for p, d in zip(spread[PPO], spread[DPO]))))
+                         all(p < d for p, d in zip(spread[PPO], spread[DPO]))),
+                 [*spread[PPO], *spread[DPO]])
 
 
-def dpo_matches_ppo(result) -> Claim:
+def dpo_matches_ppo(res) -> Claim:
     """Each side's frontier is the upper envelope of its five runs (three knob values, the
     learning rate x 0.5 and x 2 at the middle one). Holds when at every PPO envelope point
     DPO + NLL's envelope reaches, at no more KL, a mean reward within one seed std of PPO's;
     does not hold when it reaches none; partly otherwise."""
-    dpo, ppo = (envelope(points(result, m.name, extras=ENVELOPES[m.name])) for m in (DPO, PPO))
+    dpo, ppo = (envelope(points(res, m, extras=ENVELOPES[m.name])) for m in (DPO, PPO))
     matched = []
     for p in ppo:
         best = max((mean(d["reward"]) for d in dpo if mean(d["kl"]) <= mean(p["kl"])),
@@ -277,18 +294,19 @@ def dpo_matches_ppo(result) -> Claim:
                            "DPO " + (f"{best:.3f}" if best is not None else "none at that KL")
                            for p, best, _ in matched) + "; DPO's envelope: " + ", ".join(
                      f"{mean(d['reward']):.3f} at {mean(d['kl']):.2f} ({d['label']})" for d in dpo),
-                 "holds" if ok and all(ok) else "partly" if any(ok) else "does not hold")
+                 "holds" if ok and all(ok) else "partly" if any(ok) else "does not hold",
+                 [mean(p["reward"]) for p in ppo + dpo])
 
 
-def dpo_reaches_its_optimum(result) -> Claim:
+def dpo_reaches_its_optimum(res) -> Claim:
     """DPO's loss on Bradley-Terry labels at temperature T is minimised, with enough pairs, by
     pi ∝ pi_ref exp(r / (T beta)): the ceiling at beta' = T beta. Holds when, at every beta,
     the trained policy's mean true reward is within 0.05 of the promised one and its KL within
     a factor 1.5 of it; does not hold when at none."""
-    promised = result.get("promised", {}).get(PAPER.name, {})
+    promised = res.promised.get(PAPER.name, {})
     near = []
     for v in PAPER.values:
-        kl, rw = (mean(of(result, PAPER, v, k).values()) for k in ("kl_to_ref", "reward_mean"))
+        kl, rw = (mean(res.column(PAPER.name, v, k).values()) for k in ("kl_to_ref", "reward_mean"))
         p = promised.get(v, {"kl": math.nan, "reward": math.nan})
         near.append((v, kl, rw, p, abs(rw - p["reward"]) < 0.05 and
                      p["kl"] / 1.5 <= kl <= p["kl"] * 1.5))
@@ -297,68 +315,70 @@ def dpo_reaches_its_optimum(result) -> Claim:
                  f", B = {', '.join(PAPER.values)}; promised: the ceiling at beta' = T beta",
                  "; ".join(f"beta {v}: promised {p['reward']:.3f} at {p['kl']:.2f} nats, "
                            f"reached {rw:.3f} at {kl:.2f}" for v, kl, rw, p, _ in near),
-                 verdict(all(n for *_, n in near), not any(n for *_, n in near)))
+                 verdict(all(n for *_, n in near), not any(n for *_, n in near)),
+                 [x for _, kl, rw, p, _ in near for x in (kl, rw, p["kl"], p["reward"])])
 
 
-def side_by_side(result, a, b, claim: str, source: str) -> Claim:
+def side_by_side(res, a, b, claim: str, source: str) -> Claim:
     """The claim that method a learns more than method b at the same knob values, measured:
     true reward and KL at each value, on the seeds both have. Holds when a's mean true reward
     is higher at every value and on every seed at the middle one; does not hold when lower at
     every value; mixed otherwise."""
-    rows = [(v, *paired(*(of(result, m, v, k) for k in ("reward_mean", "kl_to_ref")
+    rows = [(v, *paired(*(res.column(m.name, v, k) for k in ("reward_mean", "kl_to_ref")
                           for m in (a, b)))) for v in a.values]      # (v, ra, rb, ka, kb)
     higher = [bool(ra) and mean(ra) > mean(rb) for _, ra, rb, *_ in rows]
     return Claim(claim, source, f"{command(a, 'B')} against {command(b, 'B')}, B = "
                  f"{', '.join(a.values)}", "; ".join(
                      f"{a.knob} {v}: true reward {ms(ra)} at {mean(ka):.2f} nats against "
                      f"{ms(rb)} at {mean(kb):.2f}" for v, ra, rb, ka, kb in rows),
-                 verdict(all(higher) and every(rows[1][1], rows[1][2]), not any(higher)))
+                 verdict(all(higher) and every(rows[1][1], rows[1][2]), not any(higher)),
+                 [mean(x) for _, *cols in rows for x in cols])
 
 
-def online_dpo_beats_offline(result) -> Claim:
+def online_dpo_beats_offline(res) -> Claim:
     """Iterative DPO (3 rounds, each on pairs of the policy's own answers) against offline DPO +
     NLL (the SFT model's pairs), the same steps, prompts and beta (rule: side_by_side)."""
-    return side_by_side(result, ITERATIVE, DPO, "Online (iterative) DPO beats offline DPO: no "
+    return side_by_side(res, ITERATIVE, DPO, "Online (iterative) DPO beats offline DPO: no "
                         "offline distribution shift", f"{FIRST} (DPO's issues: offline "
                         "distribution shift)")
 
 
-def online_ceiling_above_dpo(result) -> Claim:
+def online_ceiling_above_dpo(res) -> Claim:
     """The performance ceiling, with one reward on both sides (the judge that labels DPO's
     pairs): each method's best knob value's mean true reward. Holds when an online method's
     is above offline DPO + NLL's on every seed (each at its best value); does not hold when
     none is above it on the mean; mixed otherwise."""
     def best(m):
-        rewards = {v: of(result, m, v, "reward_mean") for v in m.values}
+        rewards = {v: res.column(m.name, v, "reward_mean") for v in m.values}
         v = max(rewards, key=lambda u: mean(rewards[u].values()))
         return v, rewards[v]
     dv, dpo = best(DPO)
-    online = {m: best(m) for m in ONLINE}
+    online = {METHODS[name]: best(METHODS[name]) for name in ONLINE}
     above = [m for m, (_, r) in online.items() if every(*paired(r, dpo))]
     return Claim("An online method's ceiling is above DPO's (online optimisation against "
                  "offline limitations), with the same reward on both sides",
                  f"{FIRST} (method selection: performance ceiling)", "each online method and "
                  "DPO + NLL at its best knob value, all on the judge's reward",
                  f"DPO + NLL {ms(dpo.values())} (beta {dv}); " + "; ".join(
-                     f"{m.name} {ms(r.values())} ({m.knob} {v})" for m, (v, r) in online.items()),
+                     f"{m.title} {ms(r.values())} ({m.knob} {v})" for m, (v, r) in online.items()),
                  "holds" if above else "does not hold" if all(
                      mean(r.values()) <= mean(dpo.values()) for _, r in online.values())
-                 else "mixed")
+                 else "mixed", [mean(dpo.values())] + [mean(r.values()) for _, r in online.values()])
 
 
-def grpo_std_beats_rloo(result) -> Claim:
+def grpo_std_beats_rloo(res) -> Claim:
     """GRPO divides each group's centred rewards by their std; RLOO subtracts the mean of the
     other answers and does not scale. The same reward (the judge) and beta (rule:
     side_by_side)."""
-    return side_by_side(result, GRPO_JUDGE, RLOO, "GRPO's group-std advantage learns more than "
+    return side_by_side(res, GRPO_JUDGE, RLOO, "GRPO's group-std advantage learns more than "
                         "RLOO's leave-one-out baseline", f"{FIRST} (GRPO: A = (r - mean) / "
                         "std); Ahmadian et al. 2024 (RLOO)")
 
 
-def group_size_lowers_variance(result) -> Claim:
+def group_size_lowers_variance(res) -> Claim:
     """Holds when the group-mean baseline's std falls at every step up in G and sampling G=16
     took at least 4x as long as G=2; partly when only the first does."""
-    gb = result["group_baseline"]
+    gb = res.group_baseline
     std_g, sec_g, zero_g = ([mean(g[str(G)][k] for g in gb.values()) for G in GROUP_SIZES]
                             for k in ("baseline_std", "sample_seconds", "frac_zero_std"))
     falls = all(a > b for a, b in zip(std_g, std_g[1:]))
@@ -372,36 +392,37 @@ def group_size_lowers_variance(result) -> Claim:
                  f"x{sec_g[-1] / sec_g[0]:.1f} from G = {GROUP_SIZES[0]} to {GROUP_SIZES[-1]} "
                  f"(linear: x{GROUP_SIZES[-1] // GROUP_SIZES[0]})",
                  "holds" if falls and sec_g[-1] / sec_g[0] >= 4 else "partly" if falls
-                 else "does not hold")
+                 else "does not hold", std_g + sec_g)
 
 
-def grpo_sharpens(result) -> Claim:
+def grpo_sharpens(res) -> Claim:
     """Holds when GRPO's sampled accuracy is above the SFT model's on every seed and closes
     more than half the gap to the SFT model's pass@8."""
-    g, s, p8 = paired(of(result, GRPO, "0.04", "accuracy"), sft_by_seed(result, "accuracy"),
-                      of(result, GRPO, "0.04", "sft_pass@8"))
+    g, s, p8 = paired(res.column(GRPO.name, "0.04", "accuracy"), res.sft_column("accuracy"),
+                      res.column(GRPO.name, "0.04", "sft_pass@8"))
     closed = (mean(g) - mean(s)) / max(1e-9, mean(p8) - mean(s)) if g else math.nan
     return Claim("GRPO with a verifiable reward sharpens pass@1 toward pass@G",
                  f"{FIRST} (rule-based rewards); Shao et al. 2024", command(GRPO, "0.04"),
                  f"sampled accuracy {ms(s)} (SFT) -> {ms(g)} (GRPO); the SFT model's pass@8 "
-                 f"{ms(p8)}: {closed:.0%} of the gap closed", verdict(every(g, s) and closed > 0.5))
+                 f"{ms(p8)}: {closed:.0%} of the gap closed", verdict(every(g, s) and closed > 0.5),
+                 g + s + p8)
 
 
-def win_rate_above_60(result) -> Claim:
+def win_rate_above_60(res) -> Claim:
     """Holds when the default DPO run's win rate over the SFT model is above 0.6 on every seed."""
-    w = list(of(result, DPO, DV, "win_rate_vs_sft").values())
+    w = list(res.column(DPO.name, DV, "win_rate_vs_sft").values())
     return Claim("A DPO model should beat the SFT model's answer on over 60% of prompts",
                  f"{SECOND} (evaluation)", command(DPO, DV), f"win rate {ms(w)}",
-                 verdict(bool(w) and min(w) > 0.6))
+                 verdict(bool(w) and min(w) > 0.6), w)
 
 
-def implicit_reward_separates(result) -> Claim:
+def implicit_reward_separates(res) -> Claim:
     """Holds when the implicit reward ranks the chosen answer first on over 90% of held-out
     pairs on every seed."""
-    ira = list(of(result, DPO, DV, "implicit_reward_accuracy").values())
+    ira = list(res.column(DPO.name, DV, "implicit_reward_accuracy").values())
     return Claim("On held-out pairs the implicit reward separates chosen from rejected",
                  f"{SECOND} (evaluation)", command(DPO, DV), f"implicit reward ranks chosen first "
-                 f"on {ms(ira)} of the pairs", verdict(bool(ira) and min(ira) > 0.9))
+                 f"on {ms(ira)} of the pairs", verdict(bool(ira) and min(ira) > 0.9), ira)
 
 
 CLAIMS = [loss_starts_at_ln2, higher_beta_lower_kl(PAPER), higher_beta_lower_kl(DPO),
@@ -417,8 +438,10 @@ CLAIMS = [loss_starts_at_ln2, higher_beta_lower_kl(PAPER), higher_beta_lower_kl(
           grpo_sharpens, win_rate_above_60, implicit_reward_separates]
 
 
-def judge(result) -> list[Claim]:
-    """Every claim against the results; one whose numbers are not all there is not judged."""
-    claims = [c(result) for c in CLAIMS]
-    return [c._replace(verdict="not run") if "n/a" in c.measured or "nan" in c.measured else c
-            for c in claims]
+def judge(res) -> list[Claim]:
+    """Every claim against the results; one whose rule read a NaN, or nothing, is not judged."""
+    claims = [c(res) for c in CLAIMS]
+    for c in claims:
+        if not c.numbers or not all(math.isfinite(x) for x in c.numbers):
+            c.verdict = "not run"
+    return claims

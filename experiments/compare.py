@@ -40,14 +40,15 @@ from experiments import sweep
 from experiments.measure import measure
 from experiments.methods import chains, memory_chains, stage_of
 from experiments.report import plot, report
+from experiments.results import Log, Results, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
-    """Train (or reuse) every run; {"runs": {name: {value: {seed: metrics}}}, "sft": {seed:
-    the SFT model's eval}, "memory": {method: {seed: MiB}}}, each run's metrics with its
-    folder, its metrics file in brief (read_log) and its path (--eval_every) if it has one."""
+def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> Results:
+    """Train (or reuse) every run; Results with every run that finished (its eval numbers,
+    its metrics file in brief, its path if it has one), each seed's SFT model's eval, and the
+    memory each memory run's process added to its start."""
     runs_of, memory_of = chains(smoke), memory_chains(smoke)
     keys = list(runs_of)
     runs, todo = sweep.plan(list(runs_of.values()), seeds, out)
@@ -55,39 +56,38 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> dict:
     print(f"{len(runs)} runs ({len(keys)} per seed x {len(seeds)} seeds) and {len(memory_runs)} "
           f"memory runs in {out}", flush=True)
     sweep.run_steps(todo + memory_todo, jobs)
-    result = {"runs": {}, "sft": {}, "failed": [], "memory": {}}
+    results = Results()
     for seed, c, last in runs:
         name, value = keys[c]
         if not last.ok:
-            result["failed"].append(f"{name} {value} seed {seed}")
+            results.failed.append(f"{name} {value} seed {seed}")
             continue
-        metrics = sweep.run_metrics(last)
-        metrics["folder"] = str(last.folder)
         stage = stage_of(last.argv)
-        for kind, read in (("metrics", read_log), ("path", read_lines)):
-            if (last.folder / f"{stage}_{kind}.jsonl").exists():
-                metrics["log" if kind == "metrics" else kind] = read(
-                    last.folder / f"{stage}_{kind}.jsonl")
-        result["runs"].setdefault(name, {}).setdefault(value, {})[str(seed)] = metrics
+        log, path = (last.folder / f"{stage}_{kind}.jsonl" for kind in ("metrics", "path"))
+        results.runs.append(Run(method=name, knob=value, seed=seed, stage=stage,
+                                numbers=sweep.run_metrics(last),
+                                log=read_log(log) if log.exists() else None,
+                                path=read_lines(path) if path.exists() else [],
+                                folder=str(last.folder)))
     for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed
-        result["sft"][str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
+        results.sft[str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
     names = list(memory_of)
     for seed, c, last in memory_runs:       # what each method's process added to its start
         if last.ok:
             m = sweep.run_metrics(last)
-            result["memory"].setdefault(names[c], {})[str(seed)] = max(
+            results.memory.setdefault(names[c], {})[str(seed)] = max(
                 m[k] - m[k.replace("peak_memory_mb", "memory_at_start_mb")] for k in m
                 if k.endswith("/peak_memory_mb") and not k.startswith("sft/"))
         else:
-            result["failed"].append(f"memory {names[c]} seed {seed}")
-    return result
+            results.failed.append(f"memory {names[c]} seed {seed}")
+    return results
 
 
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def read_log(path: Path, window: int = 10) -> dict:
+def read_log(path: Path, window: int = 10) -> Log:
     """A metrics file in brief: the first logged step (step 0), the means of each metric over
     `window` logged steps around the middle and at the end (one batch's numbers are noisy),
     the median seconds per step (step 0 left out: it includes warm-up), the steps."""
@@ -97,10 +97,10 @@ def read_log(path: Path, window: int = 10) -> dict:
     def average(rows):
         return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]
                 if all(isinstance(r.get(k), (int, float)) for r in rows)}
-    return {"first": lines[0], "middle": average(lines[max(0, mid - window // 2):][:window]),
-            "last": average(lines[-window:]),
-            "median_dt": statistics.median(r["dt"] for r in lines[1:] or lines),
-            "steps": lines[-1]["step"] + 1}
+    return Log(first=lines[0], middle=average(lines[max(0, mid - window // 2):][:window]),
+               last=average(lines[-window:]),
+               median_dt=statistics.median(r["dt"] for r in lines[1:] or lines),
+               steps=lines[-1]["step"] + 1)
 
 
 def main(argv=None) -> dict:
@@ -124,23 +124,23 @@ def main(argv=None) -> dict:
         sys.exit(f"error: {e}")
     out = Path(args.out or ("sweeps/compare_smoke" if args.smoke else "sweeps/compare")).resolve()
     t0 = time.time()
-    result = run_all(args.smoke, seeds, out, args.jobs)
-    if not result["sft"]:
+    results = run_all(args.smoke, seeds, out, args.jobs)
+    if not results.sft:
         sys.exit("error: no run finished (see the FAIL lines above)")
     print("measuring the ceiling, best-of-N, the promised points, GRPO's group baseline and "
           "the SFT control's KL", flush=True)
-    measure(result, [int(s) for s in result["sft"]], out, args.smoke)
-    (out / "compare.json").write_text(json.dumps(result, indent=1))
+    measure(results, [int(s) for s in results.sft], out, args.smoke)
+    results.save(out / "compare.json")
     figures = [out / "frontier.png"]
     if args.figure or not args.smoke:
         figures.append(Path(args.figure or ROOT / "docs" / "frontier.png"))
-    plot(result, figures)
-    text = report(result, seeds, time.time() - t0, args.smoke)
+    plot(results, figures)
+    text = report(results, seeds, time.time() - t0, args.smoke)
     (out / "compare.md").write_text(text + "\n")
     print(text)
     print(f"\nresults: {out / 'compare.md'}, compare.json; plot: "
           f"{', '.join(map(str, figures))}")
-    return result
+    return results
 
 
 if __name__ == "__main__":

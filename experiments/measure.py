@@ -13,17 +13,16 @@ import torch
 
 from data.batching import end_id, prompt_ids
 from data.world import eval_prompts, is_correct, reward
+from evaluation import generate, kl_to_reference, scores_of_answers
 from experiments import ceiling
-from experiments.methods import METHODS, PAPER, PPO
-from experiments.results import at, mean, std
+from experiments.methods import METHODS
+from experiments.results import Results, mean, std
 from model import ScoreModel, add_lora, load_checkpoint
-from plumbing.evaluation import generate, kl_to_reference, scores_of_answers
+from train_ppo import PPOConfig
 
 BEST_OF = (1, 2, 4, 8, 16)
 GROUP_SIZES = (2, 4, 8, 16)
-SAMPLES = 64             # M answers per prompt: doubling it moved the ceiling by < 0.005
-LABEL_TEMPERATURE = 0.1  # the paper's DPO's Bradley-Terry labels (methods.PAPER)
-MISSING_EOS_PENALTY = 1.0  # train_ppo.py's: an answer that never ends loses it
+SAMPLES = 64   # M answers per prompt (ceiling_check measures what doubling M moves)
 
 
 def answers(model, prompts, samples: int, seed: int):
@@ -52,30 +51,33 @@ def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
     rows = [prompt_ids(p) for p in prompts for _ in range(samples)]
     scores = scores_of_answers(rm, rows, tokens)
     finished = torch.tensor([float(bool(t) and t[-1] == end_id()) for t in tokens])
-    return (scores.cpu() - MISSING_EOS_PENALTY * (1 - finished)).numpy().reshape(-1, samples)
+    penalty = PPOConfig.missing_eos_penalty            # an answer that never ends loses it
+    return (scores.cpu() - penalty * (1 - finished)).numpy().reshape(-1, samples)
 
 
 def promised(rewards, scores) -> dict[str, dict[str, tuple]]:
     """Where each method's own objective is minimised, read off on the true reward: the paper's
     DPO loss on Bradley-Terry labels at temperature T, at beta, by pi ∝ pi_ref exp(r / (T beta))
     (the ceiling at beta' = T beta); PPO, at kl_coef, by pi ∝ pi_ref exp(RM score / kl_coef)."""
-    out = {PAPER.name: {v: ceiling.optimum(rewards, rewards, LABEL_TEMPERATURE * float(v))
-                        for v in PAPER.values}}
+    paper, ppo = METHODS["paper_dpo"], METHODS["ppo"]
+    T = float(paper.flags["label_temperature"])
+    out = {paper.name: {v: ceiling.optimum(rewards, rewards, T * float(v)) for v in paper.values}}
     if scores is not None:
-        out[PPO.name] = {v: ceiling.optimum(scores, rewards, float(v)) for v in PPO.values}
+        out[ppo.name] = {v: ceiling.optimum(scores, rewards, float(v)) for v in ppo.values}
     return out
 
 
-def distances(result: dict, seed: str, rewards) -> dict:
+def distances(results: Results, seed: str, rewards) -> dict:
     """{method: {knob value: {"gap", "efficiency"}}} for this seed's runs: the reward gap
     R*(KL) - R at the run's KL, and the KL efficiency KL*(R) / KL (the least KL any policy
     needs for the run's reward, over the KL it spent)."""
     out = {}
-    for m in METHODS:
-        for v, runs in result["runs"].get(m.name, {}).items():
-            if seed not in runs:
+    for m in METHODS.values():
+        for v in results.knobs_run(m.name):
+            run = results.runs_of(m.name, v).get(seed)
+            if run is None:
                 continue
-            kl, r = at(runs[seed], f"{m.stage}/kl_to_ref"), at(runs[seed], f"{m.stage}/reward_mean")
+            kl, r = run.get("kl_to_ref"), run.get("reward_mean")
             if math.isfinite(kl) and math.isfinite(r):
                 out.setdefault(m.name, {})[v] = {
                     "gap": ceiling.reward_at(rewards, kl) - r,
@@ -113,39 +115,36 @@ def trainable_params(sft_path) -> dict[str, int]:
     return {"model": full, "lora": lora, "model + critic": full + critic}
 
 
-def measure(result: dict, seeds: list[int], out: Path, smoke: bool) -> None:
+def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
     """The measurements made in this process, per seed, from the seed's SFT model (and its
-    reward model, for PPO's promised points)."""
+    reward model, for PPO's promised points), into results."""
     prompts = eval_prompts(16 if smoke else 256)
     M = 32 if smoke else SAMPLES
-    keys = ("ceiling", "best_of_n", "promised_by_seed", "distance", "group_baseline",
-            "sft_control_kl")
-    result.update({k: {} for k in keys})
     for seed in seeds:
         s, folder = str(seed), out / f"seed{seed}"
         sft, _ = load_checkpoint(folder / "sft.pt")
         # twice M answers on the first seed: the ceiling from M of them against all 2M
         R, texts, tokens = answers(sft, prompts, 2 * M if seed == seeds[0] else M, seed + 7)
         if seed == seeds[0]:
-            result["ceiling_check"] = ceiling_check(R, M)
+            results.ceiling_check = ceiling_check(R, M)
             first = [i % (2 * M) < M for i in range(len(texts))]     # each prompt's first M
             R = R[:, :M]
             texts, tokens = ([x for x, keep in zip(xs, first) if keep] for xs in (texts, tokens))
-        result["ceiling"][s] = the_ceiling(R)
-        result["best_of_n"][s] = best_of_n(R)
+        results.ceiling[s] = the_ceiling(R)
+        results.best_of_n[s] = best_of_n(R)
         rm = folder / "rm.pt"
         scores = rm_scores(load_checkpoint(rm, cls=ScoreModel)[0].eval(), prompts, tokens, M) \
             if rm.exists() else None
-        result["promised_by_seed"][s] = promised(R, scores)
-        result["distance"][s] = distances(result, s, R)
-        result["group_baseline"][s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
-        control = result["runs"].get("sft_control", {}).get("", {}).get(s)
+        results.promised_by_seed[s] = promised(R, scores)
+        results.distance[s] = distances(results, s, R)
+        results.group_baseline[s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
+        control = results.runs_of("sft_control").get(s)
         if control:
-            more, _ = load_checkpoint(Path(control["folder"]) / "sft.pt")
+            more, _ = load_checkpoint(Path(control.folder) / "sft.pt")
             _, control_tokens = generate(more, prompts, seed=seed)
-            result["sft_control_kl"][s] = kl_to_reference(more, sft, prompts, control_tokens)
-    result["promised"] = average_promised(result["promised_by_seed"])
-    result["trainable_params"] = trainable_params(out / f"seed{seeds[0]}" / "sft.pt")
+            results.sft_control_kl[s] = kl_to_reference(more, sft, prompts, control_tokens)
+    results.promised = average_promised(results.promised_by_seed)
+    results.trainable_params = trainable_params(out / f"seed{seeds[0]}" / "sft.pt")
 
 
 def ceiling_check(rewards, M: int) -> dict:

@@ -3,24 +3,34 @@ the claims need, each as a chain of script invocations after train_sft.py.
 
 A method's run is its steps (after train_sft.py, which every method shares per seed) with its
 knob set on the last step; experiments/sweep.py plans and runs the chains, so each seed's SFT
-model (and PPO's reward model) is trained once for every method that starts from it.
+model (and PPO's reward model) is trained once for every method that starts from it. The
+code refers to a method by its name (METHODS["dpo"]); the tables show its title.
 """
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SFT = "train_sft.py"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)      # a method is itself: compared and hashed by identity
 class Method:
-    name: str
-    steps: tuple[str, ...]    # the steps after train_sft.py; the knob is given to the last
+    name: str                 # how the code and compare.json refer to it
+    title: str                # how the tables and the plot name it
+    script: str               # the last step's script: the one that trains the method
     knob: str                 # the flag that holds the policy near the reference
     values: tuple[str, ...]   # its values, loose leash first; the middle one is the resources row
     data: str                 # what it learns from
     trainable: str            # "model", "lora" or "model + critic"
     knobs: str                # the hyperparameters a user has to set
+    flags: dict = field(default_factory=dict)   # the last step's other flags, as typed
+    before: tuple[str, ...] = ()                # steps between train_sft.py and the last (PPO's RM)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps after train_sft.py, the last without its knob."""
+        return (*self.before, " ".join([self.script, *(f"--{k} {v}" for k, v in
+                                                      self.flags.items())]))
 
     @property
     def stage(self) -> str:
@@ -29,48 +39,48 @@ class Method:
 
 
 DPO_KNOBS = "beta, learning rate"
-METHODS = [
-    Method("DPO, the paper's loss (Bradley-Terry labels)",
-           ("train_dpo.py --rpo_alpha 0 --label_temperature 0.1",), "beta", ("0.1", "0.3", "1.0"),
-           "preference pairs", "model", DPO_KNOBS),
-    Method("DPO + NLL (RPO, the default)", ("train_dpo.py",), "beta", ("0.03", "0.1", "0.3"),
+JUDGE = "prompts + the judge"
+METHODS = {m.name: m for m in [
+    Method("paper_dpo", "DPO, the paper's loss (Bradley-Terry labels)", "train_dpo.py", "beta",
+           ("0.1", "0.3", "1.0"), "preference pairs", "model", DPO_KNOBS,
+           flags={"rpo_alpha": "0", "label_temperature": "0.1"}),
+    Method("dpo", "DPO + NLL (RPO, the default)", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
            "preference pairs", "model", DPO_KNOBS + ", rpo_alpha"),
-    Method("IPO", ("train_dpo.py --loss ipo",), "beta", ("0.25", "0.5", "1.0"),
-           "preference pairs", "model", "tau, learning rate, rpo_alpha"),
-    Method("SimPO", ("train_dpo.py --loss simpo",), "beta", ("1.0", "2.0", "4.0"),
-           "preference pairs", "model", "beta, gamma, learning rate, rpo_alpha"),
-    Method("KTO", ("train_dpo.py --loss kto",), "beta", ("0.03", "0.1", "0.3"),
+    Method("ipo", "IPO", "train_dpo.py", "beta", ("0.25", "0.5", "1.0"), "preference pairs",
+           "model", "tau, learning rate, rpo_alpha", flags={"loss": "ipo"}),
+    Method("simpo", "SimPO", "train_dpo.py", "beta", ("1.0", "2.0", "4.0"), "preference pairs",
+           "model", "beta, gamma, learning rate, rpo_alpha", flags={"loss": "simpo"}),
+    Method("kto", "KTO", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
            "answers labelled good / bad", "model",
-           "beta, desirable / undesirable weights, learning rate"),
-    Method("ORPO (no SFT stage)", ("train_dpo.py --loss orpo",), "beta", ("0.03", "0.1", "0.3"),
-           "preference pairs (no SFT data)", "model", "lambda, learning rate"),
-    Method("LoRA-DPO (r = 8)", ("train_dpo.py --lora_rank 8 --learning_rate 2e-3",), "beta",
-           ("0.03", "0.1", "0.3"), "preference pairs", "lora",
-           DPO_KNOBS + ", rpo_alpha, rank, alpha"),
-    Method("GRPO", ("train_grpo.py",), "beta", ("0.01", "0.04", "0.16"),
+           "beta, desirable / undesirable weights, learning rate", flags={"loss": "kto"}),
+    Method("orpo", "ORPO (no SFT stage)", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
+           "preference pairs (no SFT data)", "model", "lambda, learning rate",
+           flags={"loss": "orpo"}),
+    Method("lora_dpo", "LoRA-DPO (r = 8)", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
+           "preference pairs", "lora", DPO_KNOBS + ", rpo_alpha, rank, alpha",
+           flags={"lora_rank": "8", "learning_rate": "2e-3"}),
+    Method("grpo", "GRPO", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
            "prompts + a rule (correct or not)", "model", "beta, G, epsilon, learning rate"),
-    Method("PPO + reward model (RLHF)", ("train_rm.py", "train_ppo.py"), "kl_coef",
-           ("0.02", "0.05", "0.1"), "preference pairs (the RM) + prompts", "model + critic",
-           "kl_coef, vf_coef, cliprange, cliprange_value, gamma, lam, num_ppo_epochs, "
-           "num_mini_batches, learning rate; the RM's learning rate, steps"),
-]
-ONLINE = [   # the same loops on the judge's reward: online methods against offline DPO
-    Method("Iterative DPO + NLL (3 rounds)", ("train_dpo.py --rounds 3",), "beta",
+    Method("ppo", "PPO + reward model (RLHF)", "train_ppo.py", "kl_coef", ("0.02", "0.05", "0.1"),
+           "preference pairs (the RM) + prompts", "model + critic",
+           "kl_coef, vf_coef, epsilon, value_epsilon, gamma, lam, num_ppo_epochs, "
+           "num_mini_batches, learning rate; the RM's learning rate, steps",
+           before=("train_rm.py",)),
+    # the same loops on the judge's reward: online methods against offline DPO
+    Method("iterative_dpo", "Iterative DPO + NLL (3 rounds)", "train_dpo.py", "beta",
            ("0.03", "0.1", "0.3"), "prompts + the judge (pairs of its own answers)", "model",
-           DPO_KNOBS + ", rpo_alpha, rounds"),
-    Method("GRPO (judge reward)", ("train_grpo.py --reward judge",), "beta",
-           ("0.01", "0.04", "0.16"), "prompts + the judge", "model",
-           "beta, G, epsilon, learning rate"),
-    Method("RLOO (judge reward)", ("train_grpo.py --reward judge --advantage rloo",), "beta",
-           ("0.01", "0.04", "0.16"), "prompts + the judge", "model", "beta, G, learning rate"),
-    Method("Rejection sampling (judge reward)", ("train_grpo.py --reward judge --advantage best",),
-           "beta", ("0.01", "0.04", "0.16"), "prompts + the judge", "model",
-           "beta, G, learning rate"),
-]
-METHODS += ONLINE
-PAPER, DPO, IPO, SIMPO, KTO, ORPO, LORA, GRPO, PPO, ITERATIVE, GRPO_JUDGE, RLOO, RS = METHODS
+           DPO_KNOBS + ", rpo_alpha, rounds", flags={"rounds": "3"}),
+    Method("grpo_judge", "GRPO (judge reward)", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
+           JUDGE, "model", "beta, G, epsilon, learning rate", flags={"reward": "judge"}),
+    Method("rloo", "RLOO (judge reward)", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
+           JUDGE, "model", "beta, G, learning rate", flags={"reward": "judge", "advantage": "rloo"}),
+    Method("rejection_sampling", "Rejection sampling (judge reward)", "train_grpo.py", "beta",
+           ("0.01", "0.04", "0.16"), JUDGE, "model", "beta, G, learning rate",
+           flags={"reward": "judge", "advantage": "best"}),
+]}
+ONLINE = ("iterative_dpo", "grpo_judge", "rloo", "rejection_sampling")
 # --eval_every of the middle knob's run, for the paths the plot draws (about 6 to 10 points)
-PATHS = {PAPER.name: 25, DPO.name: 25, GRPO.name: 25, PPO.name: 10}
+PATHS = {"paper_dpo": 25, "dpo": 25, "grpo": 25, "ppo": 10}
 EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's folder
     "sft_control": ("train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",),
     "dpo_sft_lr": ("train_dpo.py --learning_rate 1e-3",),
@@ -90,7 +100,7 @@ EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's fold
 # --smoke keeps every step seconds-long: these flags' values are replaced (--smoke itself
 # leaves flags given on the command line alone)
 SMOKE_FLAGS = {"--sft_steps": "20", "--num_prompts": "64"}
-ENVELOPES = {DPO.name: ("dpo_lr_half", "dpo_lr_double"), PPO.name: ("ppo_lr_half", "ppo_lr_double")}
+ENVELOPES = {"dpo": ("dpo_lr_half", "dpo_lr_double"), "ppo": ("ppo_lr_half", "ppo_lr_double")}
 # The memory claims need a model whose weights and optimizer state, not the runtime, fill the
 # process: a 25M-parameter GPT (8 x 512), its SFT two steps long, each method a few steps at
 # one small batch shape (the same number of sequences per step) and a short evaluation.
@@ -122,14 +132,14 @@ def run_command(m: Method, value: str) -> str:
 
 
 def chains(smoke: bool) -> dict[tuple[str, str], list[list[str]]]:
-    """{(method or extra, knob value or ""): the run's steps as argv lists}. A smoke run takes
-    the first knob value of each method, and gives every step --smoke. The DPO scripts start
-    from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a seed
-    share the answers sampled from it (kept beside it)."""
+    """{(method or extra name, knob value or ""): the run's steps as argv lists}. A smoke run
+    takes the first knob value of each method, and gives every step --smoke. The DPO scripts
+    start from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a
+    seed share the answers sampled from it (kept beside it)."""
     out = {}
-    for m in METHODS:
+    for m in METHODS.values():
         for v in m.values[:1] if smoke else m.values:
-            out[m.name, v] = [SFT, *m.steps[:-1], run_command(m, v)]
+            out[m.name, v] = [SFT, *m.before, run_command(m, v)]
     for name, steps in EXTRAS.items():
         out[name, ""] = [SFT, *steps]
     return {k: [finish(shlex.split(s), smoke) for s in c] for k, c in out.items()}

@@ -8,43 +8,43 @@ import torch
 from experiments.claims import judge
 from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
-from experiments.methods import DPO, ENVELOPES, GRPO, METHODS, PATHS, PPO
-from experiments.results import (distance, mean, middle, ms, of, points, ratio, resources,
-                                 sft_by_seed, std)
+from experiments.methods import ENVELOPES, METHODS, PATHS
+from experiments.results import (Results, distance, mean, middle, ms, points, ratio, resources,
+                                 std)
 
 
-def frontier_points(result: dict) -> dict[str, list[dict]]:
-    """{curve: [{label, kl: [per seed], reward: [per seed], win: [...]}]}: the methods' runs,
-    then exact best-of-N, the SFT model and the SFT control."""
+def frontier_points(res: Results) -> dict[str, list[dict]]:
+    """{curve: [{label, kl: [per seed], reward: [per seed], win: [...]}]}: the methods' runs
+    (each curve named by its title), then exact best-of-N, the SFT model and the SFT control."""
     curves = {}
-    for m in METHODS:
+    for m in METHODS.values():
         for v in m.values:
-            if v in result["runs"].get(m.name, {}):
-                kl, rw, win = (list(of(result, m, v, k).values())
+            if v in res.knobs_run(m.name):
+                kl, rw, win = (list(res.column(m.name, v, k).values())
                                for k in ("kl_to_ref", "reward_mean", "win_rate_vs_sft"))
-                curves.setdefault(m.name, []).append(
+                curves.setdefault(m.title, []).append(
                     {"label": f"{m.knob} {v}", "kl": kl, "reward": rw, "win": win})
-    bon = result["best_of_n"].values()
+    bon = res.best_of_n.values()
     curves[BEST_OF_N] = [{"label": f"N = {n}", "kl": [b[str(n)]["kl"] for b in bon],
                           "reward": [b[str(n)]["reward"] for b in bon], "win": []}
                          for n in BEST_OF]
-    curves["SFT model"] = [{"label": "", "kl": [0.0] * len(result["sft"]),
-                            "reward": list(sft_by_seed(result).values()), "win": []}]
-    control = result["runs"].get("sft_control", {}).get("", {})
+    curves["SFT model"] = [{"label": "", "kl": [0.0] * len(res.sft),
+                            "reward": list(res.sft_column().values()), "win": []}]
+    control = res.runs_of("sft_control")
     if control:
         curves["+2000 SFT steps (same-compute control)"] = [
-            {"label": "", "kl": list(result["sft_control_kl"].values()),
-             "reward": [r["sft/reward_mean"] for r in control.values()], "win": []}]
+            {"label": "", "kl": list(res.sft_control_kl.values()),
+             "reward": [r.get("reward_mean") for r in control.values()], "win": []}]
     return curves
 
 
 BEST_OF_N = "best-of-N from SFT (exact, with ties; no training)"
 
 
-def ceiling_curve(result: dict) -> tuple[list[float], list[float], list[float]]:
+def ceiling_curve(res: Results) -> tuple[list[float], list[float], list[float]]:
     """The ceiling averaged over the seeds at each beta: (KL, reward, the reward's spread: the
     larger of the seeds' std and the bootstrap's over prompts)."""
-    curves = list(result["ceiling"].values())
+    curves = list(res.ceiling.values())
     kl = [mean(c[i]["kl"] for c in curves) for i in range(len(curves[0]))]
     rw = [mean(c[i]["reward"] for c in curves) for i in range(len(curves[0]))]
     sd = [max(std([c[i]["reward"] for c in curves]), mean(c[i]["reward_std"] for c in curves))
@@ -52,35 +52,35 @@ def ceiling_curve(result: dict) -> tuple[list[float], list[float], list[float]]:
     return kl, rw, sd
 
 
-def plot(result: dict, paths: list) -> None:
+def plot(res: Results, paths: list) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(11, 7))
-    kl, rw, sd = ceiling_curve(result)
+    kl, rw, sd = ceiling_curve(res)
     ax.plot(kl, rw, color="black", lw=2, label="ceiling: the KL-regularised optimum pi* "
             "(from 64 SFT answers a prompt)", zorder=1)
     ax.fill_between(kl, [r - s for r, s in zip(rw, sd)], [r + s for r, s in zip(rw, sd)],
                     color="black", alpha=0.12, lw=0)
-    bon = frontier_points(result)[BEST_OF_N]
+    bon = frontier_points(res)[BEST_OF_N]
     ax.plot([best_of_n_bound(n) for n in BEST_OF], [mean(p["reward"]) for p in bon], ":",
             color="gray", lw=1, label="best-of-N at the tie-free bound log N - (N-1)/N")
     colors = plt.cm.tab20(range(20))
     markers = "os^vDP<>hXp*dH"
-    for i, (name, pts) in enumerate(frontier_points(result).items()):
+    for i, (name, pts) in enumerate(frontier_points(res).items()):
         x, y = [mean(p["kl"]) for p in pts], [mean(p["reward"]) for p in pts]
         style = dict(color="gray", ls="--", marker="s") if name == BEST_OF_N else \
             dict(color="black", ls="", marker="*", ms=9) if i >= len(METHODS) else \
             dict(color=colors[i], marker=markers[i % len(markers)])
         ax.errorbar(x, y, xerr=[std(p["kl"]) for p in pts], yerr=[std(p["reward"]) for p in pts],
                     capsize=2, lw=1.2, label=name, **{"ms": 6, **style})
-    draw_paths(ax, result, colors)
-    draw_promises(ax, result, colors)
+    draw_paths(ax, res, colors)
+    draw_promises(ax, res, colors)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=-0.05)               # a KL estimate can dip below 0; the axis need not
     ax.set_xlabel("KL(policy || SFT model), nats per answer (symlog axis)")
     ax.set_ylabel("true reward of the answers to held-out prompts")
-    n = len(result["sft"])
+    n = len(res.sft)
     ax.set_title(f"True reward against KL, every method from the same SFT models, under the "
                  f"ceiling pi* (mean ± std over {n} seed{'s' * (n > 1)}; each curve: its KL "
                  "knob; thin lines: training paths; hollow: where the objective is minimised)",
@@ -93,38 +93,38 @@ def plot(result: dict, paths: list) -> None:
     plt.close(fig)
 
 
-def draw_paths(ax, result: dict, colors) -> None:
+def draw_paths(ax, res: Results, colors) -> None:
     """Each PATHS method's middle run, checkpoint by checkpoint (the DPO paper's Figure 2):
     the SFT model's point, then the mean over seeds of each measured step."""
-    for i, m in enumerate(METHODS):
+    for i, m in enumerate(METHODS.values()):
         if m.name not in PATHS:
             continue
-        runs = result["runs"].get(m.name, {}).get(m.values[1], {}).values()
-        steps = sorted({p["step"] for r in runs for p in r.get("path", [])})
-        at_step = [[p for r in runs for p in r.get("path", []) if p["step"] == s] for s in steps]
+        runs = res.runs_of(m.name, m.values[1]).values()
+        steps = sorted({p["step"] for r in runs for p in r.path})
+        at_step = [[p for r in runs for p in r.path if p["step"] == s] for s in steps]
         xs = [0.0] + [mean(p["kl"] for p in pts) for pts in at_step]
-        ys = [mean(sft_by_seed(result).values())] + [mean(p["reward"] for p in pts)
-                                                     for pts in at_step]
+        ys = [mean(res.sft_column().values())] + [mean(p["reward"] for p in pts)
+                                                  for pts in at_step]
         ax.plot(xs, ys, "-", color=colors[i], lw=0.7, alpha=0.8)
 
 
-def draw_promises(ax, result: dict, colors) -> None:
-    """Where DPO's (and PPO's) own objective is minimised at each knob value (hollow, in the
+def draw_promises(ax, res: Results, colors) -> None:
+    """Where a method's own objective is minimised at each knob value (hollow, in the
     method's color), an arrow from there to where training landed."""
-    for name, promised in result.get("promised", {}).items():
-        i, m = next((i, m) for i, m in enumerate(METHODS) if m.name == name)
+    for name, promised in res.promised.items():
+        i = list(METHODS).index(name)
         for v, p in promised.items():
-            reached = [mean(of(result, m, v, k).values()) for k in ("kl_to_ref", "reward_mean")]
+            reached = [mean(res.column(name, v, k).values()) for k in ("kl_to_ref", "reward_mean")]
             ax.plot([p["kl"]], [p["reward"]], "o", mfc="none", mec=colors[i], mew=1.5, ms=9)
             ax.annotate("", xy=reached, xytext=(p["kl"], p["reward"]),
                         arrowprops=dict(arrowstyle="->", color=colors[i], lw=0.8, alpha=0.7))
 
 
-def ceiling_table(result: dict) -> str:
+def ceiling_table(res: Results) -> str:
     """The ceiling's points (mean ± std over seeds; the bootstrap's spread over prompts), and
     how far doubling M moved it."""
-    check = result.get("ceiling_check", {})
-    curves = list(result["ceiling"].values())
+    check = res.ceiling_check
+    curves = list(res.ceiling.values())
     rows = [[c0["beta"], ms([c[i]["kl"] for c in curves], ".2f"),
              ms([c[i]["reward"] for c in curves]),
              f"{mean(c[i]['reward_std'] for c in curves):.3f}"] for i, c0 in enumerate(curves[0])]
@@ -139,34 +139,34 @@ def md_table(header: list[str], rows: list[list]) -> str:
                      ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def frontier_table(result: dict) -> str:
+def frontier_table(res: Results) -> str:
     """Every point of the plot, the learning-rate runs of the envelopes, and best-of-N's
     tie-free KL bound beside its exact KL."""
     rows = []
-    for name, pts in frontier_points(result).items():
+    for name, pts in frontier_points(res).items():
         for p in pts:
             bound = f" (tie-free bound {best_of_n_bound(int(p['label'][4:])):.2f})" \
                 if name == BEST_OF_N else ""
             rows.append([name, p["label"], ms(p["kl"], ".2f") + bound, ms(p["reward"]),
                          ms(p["win"]) if p["win"] else "", len(p["reward"])])
     for name, extras in ENVELOPES.items():
-        for p in points(result, name, values=[], extras=extras):
-            rows.append([name, p["label"], ms(p["kl"], ".2f"), ms(p["reward"]), "",
+        for p in points(res, METHODS[name], values=[], extras=extras):
+            rows.append([METHODS[name].title, p["label"], ms(p["kl"], ".2f"), ms(p["reward"]), "",
                          len(p["reward"])])
     return md_table(["method", "knob", "KL to SFT (nats)", "true reward", "win rate vs SFT",
                      "n"], rows)
 
 
-def promised_table(result: dict) -> str:
+def promised_table(res: Results) -> str:
     """Where each objective is minimised (the derivation) against where training landed."""
     rows = []
-    for name, promised in result.get("promised", {}).items():
-        m = next(m for m in METHODS if m.name == name)
+    for name, promised in res.promised.items():
+        m = METHODS[name]
         for v, p in promised.items():
-            rows.append([name, f"{m.knob} {v}", f"{p['kl']:.2f} ± {p['kl_std']:.2f}",
+            rows.append([m.title, f"{m.knob} {v}", f"{p['kl']:.2f} ± {p['kl_std']:.2f}",
                          f"{p['reward']:.3f} ± {p['reward_std']:.3f}",
-                         ms(of(result, m, v, "kl_to_ref").values(), ".2f"),
-                         ms(of(result, m, v, "reward_mean").values())])
+                         ms(res.column(name, v, "kl_to_ref").values(), ".2f"),
+                         ms(res.column(name, v, "reward_mean").values())])
     return ("The paper's DPO loss on Bradley-Terry labels at T = 0.1 is minimised by pi ∝ pi_ref "
             "exp(r / (T beta)), the ceiling at beta' = T beta; PPO's objective by pi ∝ pi_ref "
             "exp(RM score / kl_coef), the same SFT answers weighted by the reward model's "
@@ -175,61 +175,63 @@ def promised_table(result: dict) -> str:
                  "reached true reward"], rows))
 
 
-def resources_table(result: dict) -> str:
-    params, res = result["trainable_params"], resources(result)
+def resources_table(res: Results) -> str:
+    params, used = res.trainable_params, resources(res, METHODS.values())
     rows = []
-    for m in METHODS:
-        r, v = res[m.name], res[m.name]["value"]
-        rows.append([m.name, f"{m.knob} {v}", ms(r["models"], ".0f"), f"{params[m.trainable]:,}",
+    for m in METHODS.values():
+        r, v = used[m.name], used[m.name]["value"]
+        rows.append([m.title, f"{m.knob} {v}", ms(r["models"], ".0f"), f"{params[m.trainable]:,}",
                      ms(r["peak_mb"], ".0f"), ms(r["dt"], ".3f"), f"{mean(r['steps']):.0f}",
-                     ms(r["train_seconds"], ".0f"), ms(distance(result, m, v, "gap")),
-                     ms(distance(result, m, v, "efficiency"), ".0%"), m.data, m.knobs])
+                     ms(r["train_seconds"], ".0f"), ms(distance(res, m, v, "gap")),
+                     ms(distance(res, m, v, "efficiency"), ".0%"), m.data, m.knobs])
     return md_table(["method", "run", "models in memory (measured)", "trainable parameters",
                      "peak memory, process (MiB)", "s / step (median)", "steps",
                      "training time (s)", "reward gap to the ceiling", "KL efficiency",
                      "data it needs", "knobs"], rows)
 
 
-def distance_sentences(result: dict) -> str:
+def distance_sentences(res: Results) -> str:
     """A sentence per method on how near the ceiling it came, at the knob value where its KL
     efficiency was highest; then which method came nearest at a true reward of 0.95 or more."""
     lines, near = [], []
-    for m in METHODS:
-        by_value = {v: (distance(result, m, v, "efficiency"), distance(result, m, v, "gap"))
-                    for v in m.values if distance(result, m, v, "gap")}
+    for m in METHODS.values():
+        by_value = {v: (distance(res, m, v, "efficiency"), distance(res, m, v, "gap"))
+                    for v in m.values if distance(res, m, v, "gap")}
         if not by_value:
             continue
         v = max(by_value, key=lambda u: mean(by_value[u][0]))
         eff, gap = by_value[v]
-        rw, kl = (mean(of(result, m, v, k).values()) for k in ("reward_mean", "kl_to_ref"))
-        lines.append(f"- {m.name}, {m.knob} {v}: true reward {rw:.3f} at {kl:.2f} nats; the "
+        rw, kl = (mean(res.column(m.name, v, k).values()) for k in ("reward_mean", "kl_to_ref"))
+        lines.append(f"- {m.title}, {m.knob} {v}: true reward {rw:.3f} at {kl:.2f} nats; the "
                      f"optimum reaches {rw + mean(gap):.3f} at that KL (gap {ms(gap)}) and "
                      f"needs {mean(eff):.0%} of the KL for this reward (KL efficiency "
                      f"{ms(eff, '.0%')}).")
-        near += [(m, u) for u in m.values if mean(of(result, m, u, "reward_mean").values()) >= 0.95]
+        near += [(m, u) for u in m.values
+                 if mean(res.column(m.name, u, "reward_mean").values()) >= 0.95]
     if not near:
         return "\n".join(lines + ["\nNo trained method reached a true reward of 0.95."])
-    gap = min(near, key=lambda p: mean(distance(result, *p, "gap")))
-    eff = max(near, key=lambda p: mean(distance(result, *p, "efficiency")))
+    gap = min(near, key=lambda p: mean(distance(res, *p, "gap")))
+    eff = max(near, key=lambda p: mean(distance(res, *p, "efficiency")))
     lines.append("\nNearest the ceiling among the runs with a true reward of 0.95 or more: by "
-                 f"the reward gap, {gap[0].name} ({gap[0].knob} {gap[1]}: "
-                 f"{ms(distance(result, *gap, 'gap'))}); by KL efficiency, {eff[0].name} "
-                 f"({eff[0].knob} {eff[1]}: {ms(distance(result, *eff, 'efficiency'), '.0%')}).")
+                 f"the reward gap, {gap[0].title} ({gap[0].knob} {gap[1]}: "
+                 f"{ms(distance(res, *gap, 'gap'))}); by KL efficiency, {eff[0].title} "
+                 f"({eff[0].knob} {eff[1]}: {ms(distance(res, *eff, 'efficiency'), '.0%')}).")
     return "\n".join(lines)
 
 
-def memory_table(result: dict) -> str:
-    mb = result.get("memory", {})
+def memory_table(res: Results) -> str:
+    mb = res.memory
     rlhf = mean(mb.get("RLHF", {}).values())
     return md_table(["method", "memory the process added (MiB)", "of RLHF's", "n"],
                     [[name, ms(v.values(), ".0f"), f"{ratio(mean(v.values()), rlhf):.0%}", len(v)]
                      for name, v in mb.items()])
 
 
-def selection_table(result: dict) -> str:
+def selection_table(res: Results) -> str:
     """The first article's method-selection table, its cells beside this project's numbers."""
-    res = resources(result)
-    rlhf_mb, rlhf_s = (mean(res[PPO.name][k]) for k in ("peak_mb", "train_seconds"))
+    ppo, dpo, grpo = (METHODS[k] for k in ("ppo", "dpo", "grpo"))
+    used = resources(res, (ppo, dpo, grpo))
+    rlhf_mb, rlhf_s = (mean(used["ppo"][k]) for k in ("peak_mb", "train_seconds"))
     article = {  # (RLHF, DPO, GRPO), as the first article writes them
         "Training complexity": ("high (4 models)", "low (2 models)",
                                 "medium (2 models + online generation)"),
@@ -243,10 +245,10 @@ def selection_table(result: dict) -> str:
     rows = []
     for row, cells in article.items():
         out = [row]
-        for m, said in zip((PPO, DPO, GRPO), cells):
-            v, r = middle(result, m), res[m.name]
-            reward_at = {u: list(of(result, m, u, "reward_mean").values())
-                         for u in m.values if u in result["runs"].get(m.name, {})}
+        for m, said in zip((ppo, dpo, grpo), cells):
+            v, r = middle(res, m), used[m.name]
+            reward_at = {u: list(res.column(m.name, u, "reward_mean").values())
+                         for u in m.values if u in res.knobs_run(m.name)}
             means = {u: mean(x) for u, x in reward_at.items()}
             best = max(means, key=means.get, default=None)
             here = {
@@ -269,9 +271,9 @@ def selection_table(result: dict) -> str:
     return md_table(["", "RLHF (reward model + PPO)", "DPO (+ NLL)", "GRPO"], rows)
 
 
-def report(result: dict, seeds: list[int], seconds: float, smoke: bool) -> str:
-    n = len(result["sft"])
-    failed = f"\n\nFailed runs: {', '.join(result['failed'])}." if result["failed"] else ""
+def report(res: Results, seeds: list[int], seconds: float, smoke: bool) -> str:
+    n = len(res.sft)
+    failed = f"\n\nFailed runs: {', '.join(res.failed)}." if res.failed else ""
     warning = ["**A --smoke report: every number below comes from seconds-long runs of tiny "
                "models, so the verdicts mean nothing; they show that the report is whole.**"] \
         if smoke else []
@@ -280,12 +282,12 @@ def report(result: dict, seeds: list[int], seconds: float, smoke: bool) -> str:
         f"n = {n} per cell unless a cell says otherwise)", *warning,
         f"{time.strftime('%Y-%m-%d')}, {seconds:.0f} s wall for this call, torch "
         f"{torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}.{failed}",
-        "## The frontier (the plot's numbers)", frontier_table(result),
-        "## The ceiling (the KL-regularised optimum pi*)", ceiling_table(result),
-        "## Where the derivation says a run should land", promised_table(result),
-        "## Resources (each method at its middle knob value)", resources_table(result),
-        "## Distance from the ceiling", distance_sentences(result),
-        "## Memory on a 25M-parameter model (a few steps of each script)", memory_table(result),
-        "## The first article's method-selection table, measured", selection_table(result),
+        "## The frontier (the plot's numbers)", frontier_table(res),
+        "## The ceiling (the KL-regularised optimum pi*)", ceiling_table(res),
+        "## Where the derivation says a run should land", promised_table(res),
+        "## Resources (each method at its middle knob value)", resources_table(res),
+        "## Distance from the ceiling", distance_sentences(res),
+        "## Memory on a 25M-parameter model (a few steps of each script)", memory_table(res),
+        "## The first article's method-selection table, measured", selection_table(res),
         "## The articles' claims", md_table(["claim", "source", "runs", "measured (mean ± std)",
-                                             "verdict"], [list(c) for c in judge(result)])])
+                                             "verdict"], [c.row() for c in judge(res)])])

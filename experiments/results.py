@@ -1,33 +1,91 @@
-"""Reading compare's results: a run's number per seed, the seeds two columns share, mean ±
-std, and the two words every verdict is made of. Standard library only."""
+"""compare's results as typed data, and the arithmetic every table and verdict is made of.
 
+A Run is one trained run (a method or an extra run, at one knob value and seed): its eval
+numbers and its metrics file in brief (a Log). Results holds every run, each seed's SFT
+model, the memory runs and what compare.py measured in its own process; it is what
+compare.json holds, and Results.load reads it back. Standard library only.
+"""
+
+import dataclasses
+import json
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from experiments.methods import METHODS, PPO, Method
 from experiments.sweep import summarize
 
 
-def at(run: dict, key: str) -> float:
-    """A run's number: an eval metric ('dpo/reward_mean'), or a logged training metric at the
-    first, middle or last logged step ('log:last:rewards/margins')."""
-    if key.startswith("log:"):
-        _, when, name = key.split(":")
-        return run.get("log", {}).get(when, {}).get(name, math.nan)
-    return run.get(key, math.nan)
+@dataclass
+class Log:
+    """A run's metrics file in brief: the first logged step, the means of each metric over 10
+    logged steps around the middle and at the end, the median seconds a step, the steps."""
+    first: dict[str, float]
+    middle: dict[str, float]
+    last: dict[str, float]
+    median_dt: float
+    steps: int
 
 
-def by_seed(result: dict, name: str, value: str, key: str) -> dict[str, float]:
-    """{seed: the number} of one method (or extra) at one knob value ("" for an extra)."""
-    return {seed: at(run, key) for seed, run in result["runs"].get(name, {}).get(value, {}).items()}
+@dataclass
+class Run:
+    method: str                # a Method's name (experiments/methods.py) or an extra run's
+    knob: str                  # the knob's value ("" for an extra run)
+    seed: int
+    stage: str                 # the stage of its last step: its own numbers are "<stage>/..."
+    numbers: dict[str, float]  # every eval file its steps wrote, "stage/metric", and seconds
+    log: Log | None = None     # its training metrics in brief
+    path: list[dict] = field(default_factory=list)   # --eval_every's points, if any
+    folder: str = ""
+
+    def get(self, metric: str, stage: str = "") -> float:
+        """One of its eval numbers (its own stage's unless another is named), NaN if missing."""
+        return self.numbers.get(f"{stage or self.stage}/{metric}", math.nan)
+
+    def logged(self, when: str, metric: str) -> float:
+        """A training metric at the "first", "middle" or "last" logged steps, NaN if missing."""
+        return getattr(self.log, when).get(metric, math.nan) if self.log else math.nan
 
 
-def of(result: dict, m: Method, value: str, metric: str) -> dict[str, float]:
-    """{seed: a metric of m's own stage} at knob value `value` ('reward_mean', 'kl_to_ref')."""
-    return by_seed(result, m.name, value, f"{m.stage}/{metric}")
+@dataclass
+class Results:
+    runs: list[Run] = field(default_factory=list)
+    sft: dict[str, dict] = field(default_factory=dict)       # seed -> the SFT model's eval
+    memory: dict[str, dict[str, float]] = field(default_factory=dict)  # MiB added, per seed
+    failed: list[str] = field(default_factory=list)
+    # measured in compare's own process (experiments/measure.py), each by seed
+    ceiling: dict = field(default_factory=dict)               # seed -> [{beta, kl, reward}]
+    ceiling_check: dict = field(default_factory=dict)
+    best_of_n: dict = field(default_factory=dict)             # seed -> N -> {reward, kl}
+    promised_by_seed: dict = field(default_factory=dict)      # seed -> method -> knob -> (R, KL)
+    promised: dict = field(default_factory=dict)              # method -> knob -> {kl, reward}
+    distance: dict = field(default_factory=dict)              # seed -> method -> knob -> ...
+    group_baseline: dict = field(default_factory=dict)        # seed -> G -> {...}
+    sft_control_kl: dict = field(default_factory=dict)        # seed -> KL
+    trainable_params: dict = field(default_factory=dict)      # Method.trainable -> count
 
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
 
-def sft_by_seed(result: dict, key: str = "reward_mean") -> dict[str, float]:
-    return {seed: e[key] for seed, e in result["sft"].items()}
+    @classmethod
+    def load(cls, path: Path) -> "Results":
+        saved = json.loads(Path(path).read_text())
+        runs = [Run(**{**r, "log": Log(**r["log"]) if r["log"] else None})
+                for r in saved.pop("runs")]
+        return cls(runs=runs, **saved)
+
+    def runs_of(self, method: str, knob: str = "") -> dict[str, Run]:
+        """{seed: run} of one method (or extra run) at one knob value."""
+        return {str(r.seed): r for r in self.runs if r.method == method and r.knob == knob}
+
+    def column(self, method: str, knob: str, metric: str) -> dict[str, float]:
+        """{seed: one of its own eval numbers} of a method at a knob value (or an extra run)."""
+        return {s: r.get(metric) for s, r in self.runs_of(method, knob).items()}
+
+    def knobs_run(self, method: str) -> list[str]:
+        return list(dict.fromkeys(r.knob for r in self.runs if r.method == method))
+
+    def sft_column(self, metric: str = "reward_mean") -> dict[str, float]:
+        return {seed: e[metric] for seed, e in self.sft.items()}
 
 
 def paired(*columns: dict) -> list[list[float]]:
@@ -56,9 +114,9 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def middle(result: dict, m: Method) -> str:
+def middle(results: Results, m) -> str:
     """The knob value of m's resources row: the middle one, or the nearest that ran."""
-    ran = [v for v in m.values if v in result["runs"].get(m.name, {})]
+    ran = [v for v in m.values if v in results.knobs_run(m.name)]
     return min(ran, key=lambda v: abs(m.values.index(v) - len(m.values) // 2)) if ran else ""
 
 
@@ -73,42 +131,42 @@ def verdict(holds: bool, fails: bool = None) -> str:
     return "holds" if holds else "does not hold" if fails else "mixed"
 
 
-def resources(result: dict) -> dict[str, dict]:
-    """Per method, at its middle knob value, per seed: what the resources table shows. PPO's
-    include its reward model's stage (peak memory: the larger; time: the sum); models: the
-    distinct sets of weights alive as training started, measured by the script."""
+def resources(results: Results, methods) -> dict[str, dict]:
+    """Per method, at its middle knob value, per seed: what the resources table shows. A
+    method with a step before its last (PPO's reward model) counts that step's stage too
+    (peak memory: the larger; time: the sum); models: the distinct sets of weights alive as
+    training started, measured by the script."""
     out = {}
-    for m in METHODS:
-        v = middle(result, m)
-        runs = result["runs"].get(m.name, {}).get(v, {})
-        rm = m is PPO
+    for m in methods:
+        v = middle(results, m)
+        runs = results.runs_of(m.name, v).values()
+        before = [s.split()[0].removesuffix(".py").removeprefix("train_") for s in m.before]
         out[m.name] = {
             "value": v,
-            "models": [at(r, "log:first:models_in_memory") for r in runs.values()],
-            "peak_mb": [max(at(r, f"{m.stage}/peak_memory_mb"),
-                            at(r, "rm/peak_memory_mb") if rm else 0) for r in runs.values()],
-            "dt": [r.get("log", {}).get("median_dt", math.nan) for r in runs.values()],
-            "steps": [r.get("log", {}).get("steps", math.nan) for r in runs.values()],
-            "train_seconds": [at(r, f"{m.stage}/train_seconds") - path_seconds(r) +
-                              (at(r, "rm/train_seconds") if rm else 0) for r in runs.values()]}
+            "models": [r.logged("first", "models_in_memory") for r in runs],
+            "peak_mb": [max(r.get("peak_memory_mb", s) for s in [r.stage, *before])
+                        for r in runs],
+            "dt": [r.log.median_dt if r.log else math.nan for r in runs],
+            "steps": [r.log.steps if r.log else math.nan for r in runs],
+            "train_seconds": [sum(r.get("train_seconds", s) for s in [r.stage, *before]) -
+                              path_seconds(r) for r in runs]}
     return out
 
 
-def path_seconds(run: dict) -> float:
+def path_seconds(run: Run) -> float:
     """The seconds a run spent measuring its path (--eval_every), not training."""
-    return sum(p["seconds"] for p in run.get("path", []))
+    return sum(p["seconds"] for p in run.path)
 
 
-def points(result: dict, name: str, values=None, extras=()) -> list[dict]:
+def points(results: Results, m, values=None, extras=()) -> list[dict]:
     """A method's runs as points {label, kl: [per seed], reward: [per seed]}: at each knob
     value, then the extra runs named (its learning-rate runs)."""
-    m = next(m for m in METHODS if m.name == name)
-    out = [{"label": f"{m.knob} {v}", "kl": list(of(result, m, v, "kl_to_ref").values()),
-            "reward": list(of(result, m, v, "reward_mean").values())}
-           for v in values or m.values if v in result["runs"].get(name, {})]
-    return out + [{"label": x, "kl": list(by_seed(result, x, "", f"{m.stage}/kl_to_ref").values()),
-                   "reward": list(by_seed(result, x, "", f"{m.stage}/reward_mean").values())}
-                  for x in extras if x in result["runs"]]
+    out = [{"label": f"{m.knob} {v}", "kl": list(results.column(m.name, v, "kl_to_ref").values()),
+            "reward": list(results.column(m.name, v, "reward_mean").values())}
+           for v in (m.values if values is None else values) if v in results.knobs_run(m.name)]
+    return out + [{"label": x, "kl": list(results.column(x, "", "kl_to_ref").values()),
+                   "reward": list(results.column(x, "", "reward_mean").values())}
+                  for x in extras if results.runs_of(x)]
 
 
 def envelope(pts: list[dict]) -> list[dict]:
@@ -120,8 +178,8 @@ def envelope(pts: list[dict]) -> list[dict]:
     return sorted(kept, key=lambda p: mean(p["kl"]))
 
 
-def distance(result: dict, m: Method, value: str, key: str) -> list[float]:
+def distance(results: Results, m, value: str, key: str) -> list[float]:
     """A run's distance from the ceiling, per seed: "gap" (R*(KL) - R) or "efficiency"
     (KL*(R) / KL), measured from the seed's own ceiling (experiments/measure.py)."""
-    return [d[m.name][value][key] for d in result.get("distance", {}).values()
+    return [d[m.name][value][key] for d in results.distance.values()
             if value in d.get(m.name, {})]

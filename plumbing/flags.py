@@ -9,9 +9,9 @@ so a notebook calls main() with the same settings the command line takes.
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from plumbing.distributed import leave_process_group
-from plumbing.loop import TrainingStopped
 
 
 def flag(default, help: str, group: str = "training", **bounds):
@@ -49,10 +49,15 @@ class RunConfig:
         reads when left empty (the overwrite guard's advice names them)."""
         return {}
 
+    def input_path(self, name: str) -> Path:
+        """The file the input flag `name` names, or, left empty, its file in OUT_DIR."""
+        return Path(getattr(self, name) or Path(self.out_dir) / self.inputs()[name])
+
 
 @dataclasses.dataclass
 class AlignConfig(RunConfig):
-    """The flags every alignment script (DPO, GRPO) adds to RunConfig."""
+    """The flags every script that starts from the SFT model (train_dpo, train_grpo, train_rm,
+    train_ppo) adds to RunConfig."""
     init_from: str = flag("", "the SFT checkpoint to start from and to use as the "
                               "reference (default: OUT_DIR/sft.pt)", "model")
     weight_decay: float = flag(0.0, "AdamW weight decay", at_least=0)
@@ -135,15 +140,13 @@ def parse_config(config_cls, doc: str = "", argv=None):
 def run_cli(main, config_cls, doc: str) -> None:
     """Parse flags into config_cls and call main. Bad input (ValueError, which ConfigError,
     DataError and CheckpointError subclass) ends in one line and exit status 1, not a
-    traceback; a stopped run (Ctrl-C, a non-finite loss) in its message and its own status."""
+    traceback. (A run the loop stops, at Ctrl-C or a non-finite loss, prints why and exits
+    with its own status: plumbing.loop.TrainingStopped.)"""
     try:
         main(parse_config(config_cls, doc))
         leave_process_group()
     except ValueError as e:
         sys.exit(f"error: {e}")
-    except TrainingStopped as e:
-        print(e, file=sys.stderr)
-        sys.exit(e.status)
     except KeyboardInterrupt:
         print("interrupted (nothing saved since the last checkpoint)", file=sys.stderr)
         sys.exit(130)

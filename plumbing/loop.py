@@ -15,6 +15,7 @@ Skip this file on a first read. A script's loop stays in the script and calls th
 
 import contextlib
 import dataclasses
+import gc
 import json
 import math
 import signal
@@ -25,10 +26,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model import first_line, read_checkpoint, save_checkpoint
-from plumbing.distributed import all_reduce_mean, is_main, world_size
 from data.world import eval_prompts
-from plumbing.evaluation import models_in_memory, path_point
+from evaluation import path_point
+from model import GPT, first_line, read_checkpoint, save_checkpoint
+from plumbing.distributed import all_reduce_mean, is_main, world_size
 
 
 def make_optimizer(model, learning_rate: float, weight_decay: float, device):
@@ -65,12 +66,23 @@ def optimizer_step(model, opt, grad_clip: float) -> torch.Tensor:
     return grad_norm
 
 
-class TrainingStopped(Exception):
-    """A run that stopped early, with the message to print and the exit status to use."""
+class TrainingStopped(SystemExit):
+    """A run that stopped early (Ctrl-C, a non-finite loss), raised once TrainingRun has printed
+    why: it ends the process with `status` (130 after Ctrl-C); a notebook or a test can catch
+    it. str() is the message."""
 
     def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
+        super().__init__(status)
+        self.message, self.status = message, status
+
+    def __str__(self):
+        return self.message
+
+
+def end_run(message: str, status: int = 1):
+    """Print why the run stops, then stop it (TrainingStopped)."""
+    print(message, file=sys.stderr)
+    raise TrainingStopped(message, status)
 
 
 class TrainingRun:
@@ -148,9 +160,9 @@ class TrainingRun:
         dt = (time.perf_counter() - self.t_read) / len(self.pending)
         for s, m in self.pending:
             if not math.isfinite(m["loss"]):
-                raise TrainingStopped(f"error: {self.name}: the loss is {m['loss']} at step {s}; "
-                                      f"stopped without saving, so the checkpoints in "
-                                      f"{self.cfg.out_dir} are the last good ones")
+                end_run(f"error: {self.name}: the loss is {m['loss']} at step {s}; stopped "
+                        f"without saving, so the checkpoints in {self.cfg.out_dir} are the last "
+                        "good ones")
             m["dt"] = dt
             if "tokens" in m:
                 m["tok/s"] = m.pop("tokens") / dt
@@ -161,9 +173,8 @@ class TrainingRun:
             save_state(self.state_path, self.model, self.opt, self.rng, self.cfg, done, self.name)
         self.t_read = time.perf_counter()
         if stop:
-            raise TrainingStopped(f"stopped: {self.name} state at step {done} saved in "
-                                  f"{self.state_path}; run the same command with --resume "
-                                  "to go on", 130)
+            end_run(f"stopped: {self.name} state at step {done} saved in {self.state_path}; "
+                    "run the same command with --resume to go on", 130)
 
     def report(self, step: int, metrics: dict) -> None:
         """To the metrics file, to the bar, and as a log line: the run's first step always
@@ -176,6 +187,15 @@ class TrainingRun:
             self.bar.write(" | ".join([f"{self.name} step {step}"] +
                                       [f"{k} {v:.4g}" for k, v in metrics.items()]))
         self.held = {}
+
+
+def models_in_memory() -> int:
+    """Distinct sets of transformer weights alive in this process now: every GPT object
+    (a ScoreModel's body is one) counted once per distinct embedding tensor, so a LoRA policy
+    and its adapters-off reference count as one, a frozen copy as two. Measured, not declared:
+    the resources table reads it from the first logged step."""
+    gc.collect()                      # a model dropped in a reference cycle is not alive
+    return len({obj.wte.weight.data_ptr() for obj in gc.get_objects() if type(obj) is GPT})
 
 
 def reads_lazily(device) -> bool:

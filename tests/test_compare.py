@@ -13,7 +13,7 @@ from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
 from experiments.report import memory_table
-from experiments.results import envelope, every, ratio, verdict
+from experiments.results import Log, Results, Run, envelope, every, ratio, verdict
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -56,23 +56,46 @@ def test_verdicts():
 
 def test_memory_ratios_with_nothing_added_are_not_judged():
     # a smoke-sized model can leave a process's peak memory where it started: 0 MiB added
-    result = {"memory": {k: {"0": 0.0} for k in ("DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF")}}
+    results = Results(memory={k: {"0": 0.0} for k in ("DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF")})
     for claim in (lora_and_simpo_halve_memory, memory_ratios):
-        assert "nan" in claim(result).measured              # judge() makes these "not run"
-    assert "nan%" in memory_table(result)
+        assert any(math.isnan(x) for x in claim(results).numbers)  # judge(): "not run"
+    assert "nan%" in memory_table(results)
     assert ratio(3.0, 2.0) == 1.5 and math.isnan(ratio(3.0, 0.0))
 
 
+def test_a_claim_is_judged_from_its_numbers_never_its_text(monkeypatch):
+    from experiments import claims
+    made = [claims.Claim("a", "s", "r", "n/a, nan in the text", "holds", [1.0, 2.0]),
+            claims.Claim("b", "s", "r", "0.5 ± 0.1", "holds", [1.0, math.nan]),
+            claims.Claim("c", "s", "r", "0.5 ± 0.1", "holds", [])]
+    monkeypatch.setattr(claims, "CLAIMS", [lambda res, c=c: c for c in made])
+    assert [c.verdict for c in judge(Results())] == ["holds", "not run", "not run"]
+
+
+def test_results_survive_compare_json(tmp_path):
+    run = Run(method="dpo", knob="0.1", seed=0, stage="dpo",
+              numbers={"dpo/reward_mean": 0.9, "rm/train_seconds": 3.0},
+              log=Log(first={"loss": 0.69}, middle={}, last={"rewards/margins": 2.0},
+                      median_dt=0.1, steps=150))
+    saved = Results(runs=[run], sft={"0": {"reward_mean": 0.6}}, promised={"dpo": {}})
+    saved.save(tmp_path / "compare.json")
+    loaded = Results.load(tmp_path / "compare.json")
+    assert loaded == saved
+    assert loaded.column("dpo", "0.1", "reward_mean") == {"0": 0.9}
+    assert run.get("train_seconds", "rm") == 3.0 and math.isnan(run.get("kl_to_ref"))
+    assert run.logged("last", "rewards/margins") == 2.0
+
+
 def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
-    result = compare.main(["--smoke", "--out", str(tmp_path)])
-    assert not result["failed"]
-    assert set(result["runs"]) == {m.name for m in METHODS} | set(EXTRAS)
+    results = compare.main(["--smoke", "--out", str(tmp_path)])
+    assert not results.failed
+    assert {r.method for r in results.runs} == set(METHODS) | set(EXTRAS)
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert set(saved["best_of_n"]["0"]) == {str(n) for n in BEST_OF}
     assert set(saved["best_of_n"]["0"]["4"]) == {"reward", "kl", "kl_bound"}
     assert len(saved["ceiling"]["0"]) >= 12 and {"beta", "kl", "reward"} <= set(
         saved["ceiling"]["0"][0])
-    paper, ppo = METHODS[0], METHODS[8]
+    paper, ppo = METHODS["paper_dpo"], METHODS["ppo"]
     assert set(saved["promised"]) == {paper.name, ppo.name}
     assert set(saved["promised"][paper.name]) == set(paper.values)
     assert {"kl", "reward"} <= set(saved["promised"][paper.name]["0.1"])
@@ -84,7 +107,7 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
                     "## The articles' claims"):
         assert heading in text
     assert text.index("verdicts mean nothing") < text.index("## The frontier")
-    rows = {c.claim: c for c in judge(result)}
+    rows = {c.claim: c for c in judge(results)}
     assert rows["DPO's loss is ln 2 at the start (policy = reference)"].verdict == "holds"
     # the smoke run trains each method at one knob value: a claim about three is not judged
     assert rows["PPO is less stable than DPO"].verdict == "not run"

@@ -6,7 +6,7 @@ from data.batching import chat_batch, encode_rows, in_batches
 from data.pairs import label, offpolicy_pairs, pairs_from_samples
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, reward
-from losses import AnswerLogps, dpo_loss, sequence_logprobs
+from losses import AnswerLogps, dpo_loss, sequence_logps
 from model import GPT, GPTConfig
 from train_dpo import DPOConfig, logps_of, preference_loss
 
@@ -58,7 +58,7 @@ def test_concatenated_forward_equals_separate_forwards():
     for k, (p, c, r) in enumerate(batch):
         for ids, half in ((c, logps.chosen), (r, logps.rejected)):
             inputs, targets, mask = chat_batch([p], [ids])
-            alone = sequence_logprobs(model(inputs), targets, mask)
+            alone = sequence_logps(model(inputs), targets, mask)
             assert torch.allclose(alone[0], half.total[k], atol=1e-4)
             assert torch.allclose(alone[0] / len(ids), half.mean[k], atol=1e-5)
 

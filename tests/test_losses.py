@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from losses import (best_of_group_advantages, dpo_loss, grpo_advantages, grpo_loss, ipo_loss,
                     kto_loss, kto_reference_point, log1mexp, nll_loss, orpo_loss,
-                    rloo_advantages, sequence_logprobs, simpo_loss, sft_loss)
+                    rloo_advantages, sequence_logps, simpo_loss, sft_loss)
 
 
 def t(*values):
@@ -16,16 +16,16 @@ def t(*values):
 
 # ------------------------------------------------------------------ log-probs
 
-def test_sequence_logprobs_is_gather_over_log_softmax():
+def test_sequence_logps_is_gather_over_log_softmax():
     torch.manual_seed(0)
     logits, targets = torch.randn(3, 5, 7), torch.randint(7, (3, 5))
     mask = torch.tensor([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]], dtype=torch.float)
     per_token = logits.log_softmax(-1).gather(2, targets[..., None]).squeeze(-1)
-    assert torch.allclose(sequence_logprobs(logits, targets, mask), (per_token * mask).sum(1))
-    assert torch.allclose(sequence_logprobs(logits, targets, mask, average=True),
+    assert torch.allclose(sequence_logps(logits, targets, mask), (per_token * mask).sum(1))
+    assert torch.allclose(sequence_logps(logits, targets, mask, average=True),
                           (per_token * mask).sum(1) / mask.sum(1))
     ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-    assert torch.allclose(sequence_logprobs(logits, targets, mask), -(ce * mask).sum(1))
+    assert torch.allclose(sequence_logps(logits, targets, mask), -(ce * mask).sum(1))
 
 
 def test_sft_loss_is_masked_mean_cross_entropy():

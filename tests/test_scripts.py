@@ -92,14 +92,15 @@ def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
     from model import load_checkpoint
     model, _ = load_checkpoint(sft_dir[0] / "sft.pt", "cpu")
     cfg = train_grpo.GRPOConfig(num_generations=3, max_new_tokens=6, mask_truncated=False)
-    batch = train_grpo.rollout(model, ["What is 12 + 34?", "Reverse the digits of 123."], cfg,
-                               torch.Generator().manual_seed(0), torch.device("cpu"))
+    prompts = ["What is 12 + 34?", "Reverse the digits of 123."]
+    batch = train_grpo.sample_and_score(model, prompts, cfg, torch.Generator().manual_seed(0),
+                                        torch.device("cpu"))
     assert batch["inputs"].shape[0] == 6
     # each row's mask counts its sampled tokens, and the masked targets are those tokens
     assert batch["mask"].sum(1).tolist() == batch["lengths"].tolist()
     cut = train_grpo.GRPOConfig(num_generations=3, max_new_tokens=6)
-    masked = train_grpo.rollout(model, ["What is 12 + 34?", "Reverse the digits of 123."], cut,
-                                torch.Generator().manual_seed(0), torch.device("cpu"))
+    masked = train_grpo.sample_and_score(model, prompts, cut, torch.Generator().manual_seed(0),
+                                         torch.device("cpu"))
     assert masked["mask"].sum(1).tolist() == [
         n if f else 0 for n, f in zip(batch["lengths"].tolist(), batch["finished"].tolist())]
 
@@ -194,7 +195,7 @@ def test_the_sft_models_answers_are_sampled_once_and_kept_beside_it(sft_dir, tmp
                                                                      monkeypatch):
     import os
     from model import load_checkpoint
-    from plumbing import evaluation
+    import evaluation
     ckpt = tmp_path / "sft.pt"
     shutil.copy(sft_dir[0] / "sft.pt", ckpt)
     model, calls = load_checkpoint(ckpt)[0], []

@@ -110,7 +110,8 @@ def test_pyproject_lists_every_top_level_module():
 
 def test_the_root_holds_at_most_ten_modules_and_no_script_imports_another():
     """The root is the reading path: the files a reader opens, the plumbing and experiments in
-    their folders; a script shares through model.py, losses.py, data/ and plumbing/ only."""
+    their folders; a script shares through model.py, losses.py, evaluation.py, data/ and
+    plumbing/ only."""
     import ast
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
@@ -120,5 +121,16 @@ def test_the_root_holds_at_most_ten_modules_and_no_script_imports_another():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-            scripts = [n for n in names if n.split(".")[0] in modules - {"model", "losses"}]
+            scripts = [n for n in names
+                       if n.split(".")[0] in modules - {"model", "losses", "evaluation"}]
             assert not scripts, f"{path.name} imports {scripts}"
+
+
+def test_plumbing_modules_import_none_of_each_other_but_the_several_processes_helpers():
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for path in root.glob("plumbing/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("plumbing"):
+                assert node.module == "plumbing.distributed", f"{path.name} imports {node.module}"

@@ -2,8 +2,8 @@
 
 Not part of the project (TRL is not a dependency). Run it in a scratch environment:
     python3 -m venv /tmp/trl && /tmp/trl/bin/pip install torch trl
-    python experiments/export_pairs.py out/pairs.jsonl /tmp/pairs_ids.jsonl
-    /tmp/trl/bin/python experiments/bench_trl_dpo.py /tmp/pairs_ids.jsonl
+    python experiments/tools/export_pairs.py out/pairs.jsonl /tmp/pairs_ids.jsonl
+    /tmp/trl/bin/python experiments/tools/bench_trl_dpo.py /tmp/pairs_ids.jsonl
 The pairs go in as the project's own token ids, written as words "t<id>" that a
 word-level tokenizer maps back to the same ids, so both trainers see the same tokens.
 GPT-2 here: 3 layers x 96, 4 heads, 512-token vocabulary, tied embeddings, no

@@ -1,7 +1,7 @@
 """When does pretraining learn the arithmetic? Held-out accuracy per task, every few steps.
 
-    python experiments/probe_pretraining.py --seed 2 --batch_size 32 --steps 2000   # the old default
-    python experiments/probe_pretraining.py --seed 2 --batch_size 16 --steps 4000   # same tokens
+    python experiments/tools/probe_pretraining.py --seed 2 --batch_size 32 --steps 2000   # the old default
+    python experiments/tools/probe_pretraining.py --seed 2 --batch_size 16 --steps 4000   # same tokens
 
 Pretrains as train_sft.py's first stage does (same data, packing, AdamW, warmup and
 cosine schedule; the model at its defaults) and, every --every steps, completes each
@@ -22,7 +22,7 @@ from data.world import eval_prompts, parse_prompt, pretrain_lines
 from losses import sft_loss
 from model import sample
 from plumbing.loop import make_optimizer, optimizer_step, set_lr
-from plumbing.start import set_seed
+from plumbing.run import set_seed
 from train_sft import SFTConfig, new_model
 
 

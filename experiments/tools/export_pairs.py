@@ -1,6 +1,6 @@
 """Write preference pairs as token ids, {"prompt","chosen","rejected"} lists, one pair a
-line (for experiments/bench_trl_dpo.py).
-    python experiments/export_pairs.py PAIRS.jsonl OUT.jsonl"""
+line (for experiments/tools/bench_trl_dpo.py).
+    python experiments/tools/export_pairs.py PAIRS.jsonl OUT.jsonl"""
 import json
 import sys
 

@@ -1,8 +1,8 @@
 """Reward over-optimisation (Gao et al. 2022) in PPO's metrics files: the reward model's
 score against the true reward of the same rollouts, step by step.
 
-    python experiments/overoptimisation.py out/ppo_kl0/ppo_metrics.jsonl   # after the README's run
-    python experiments/overoptimisation.py sweeps/compare/seed*/train_ppo_kl_coef_0_max_steps_400/ppo_metrics.jsonl
+    python experiments/tools/overoptimisation.py out/ppo_kl0/ppo_metrics.jsonl   # after the README's run
+    python experiments/tools/overoptimisation.py sweeps/compare/seed*/train_ppo_kl_coef_0_max_steps_400/ppo_metrics.jsonl
 
 For each run (one ppo_metrics.jsonl each), in windows of --window steps: the true reward
 at the start, at its peak and at the end, the reward model's score (objective/scores) at

@@ -1,0 +1,207 @@
+"""A model's answers, and the numbers every lesson reports about them, judged by the toy
+world's true reward (data.world.reward).
+
+Answers: `generate` (texts for prompts, the KV-cache sampler), `rollout` (the online methods'
+step 1: G answers per prompt as a training batch), `kept_answers` (the SFT model's answers,
+sampled once and kept beside its checkpoint for every run that builds pairs from them).
+
+Every script ends with `evaluate` on held-out prompts (one sample at temperature 1 and one
+greedy answer each), and an aligned policy with `against_reference` beside the SFT model:
+    accuracy          sampled answers that are correct
+    accuracy_greedy   greedy answers that are correct
+    reward_mean       mean true reward of the sampled answers
+    persona/<name>    share of sampled answers in each persona
+    mean_length       mean sampled completion length in tokens (end token included)
+    answer_skill      accuracy of the sampled answers that mean to be right (answer_skill)
+    eval_seconds      wall time of the evaluation
+    win_rate_vs_sft   share of prompts where the policy's answer out-scores the SFT model's
+    kl_to_ref         KL(pi || pi_ref) per answer, Monte-Carlo over the policy's answers
+and, by script: implicit_reward_accuracy (DPO's), pass@G (GRPO's), rm_score (PPO's).
+"""
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from data.batching import (MAX_NEW_TOKENS, chat_batch, decode_completion, encode_rows, end_id,
+                           in_batches, prompt_ids, rollout_batch, write_jsonl)
+from data.pairs import pairs_from_samples
+from data.world import PERSONA_MIX, classify_persona, is_correct, reward
+from losses import answer_logps
+from model import sample, sequence_scores
+from plumbing.distributed import barrier, is_main
+
+
+# ------------------------------------------------------------------ answers
+
+def generate(model, prompts: list[str], *, temperature=1.0, num_samples=1, seed=0,
+             max_new_tokens=MAX_NEW_TOKENS, batch_size=256, top_k=None):
+    """Completions for each prompt: (texts, token id lists), row i*G+g = sample g of prompt i.
+
+    The id lists hold the sampled tokens up to and including the first end token.
+    """
+    was_training = model.training
+    model.eval()
+    rng = torch.Generator().manual_seed(seed)
+    texts, token_rows = [], []
+    for i in range(0, len(prompts), batch_size):
+        chunk = [prompt_ids(p) for p in prompts[i:i + batch_size]]
+        tokens, mask = sample(model, chunk, max_new_tokens=max_new_tokens, end_id=end_id(),
+                              temperature=temperature, top_k=top_k, num_samples=num_samples,
+                              generator=rng)
+        for row, m in zip(tokens.tolist(), mask.tolist()):
+            ids = [t for t, keep in zip(row, m) if keep]
+            token_rows.append(ids)
+            texts.append(decode_completion(ids))
+    model.train(was_training)
+    return texts, token_rows
+
+
+def rollout(policy, prompts: list[str], *, num_samples: int, max_new_tokens: int,
+            temperature: float, generator, device) -> dict:
+    """The online methods' step 1: num_samples answers to each prompt from the KV-cache sampler
+    (one prefill per prompt, its cache copied into the group's rows), as a training batch
+    (data.batching.rollout_batch: ids, loss mask, texts, finished, lengths)."""
+    tokens, sampled = sample(policy, [prompt_ids(p) for p in prompts], end_id=end_id(),
+                             max_new_tokens=max_new_tokens, temperature=temperature,
+                             num_samples=num_samples, generator=generator)   # (N, T_new) each
+    return rollout_batch(prompts, tokens, sampled, device)
+
+
+def kept_answers(model, prompts: list[str], *, num_samples: int, seed: int,
+                 beside: Path | None) -> list[str]:
+    """generate()'s answers, num_samples per prompt (row i*K+k: answer k to prompt i). With
+    `beside`, the checkpoint the model was loaded from, they are kept in a JSONL file next to
+    it and read back by every later run from that checkpoint with the same prompts, K and
+    seed: the methods trained from one SFT model share its samples. (The main process
+    samples; the others wait and read.)"""
+    if beside is None:
+        return generate(model, prompts, num_samples=num_samples, seed=seed)[0]
+    key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:10]
+    path = beside.with_name(f"{beside.stem}_answers_k{num_samples}_s{seed}_{key}.jsonl")
+    if is_main() and not (path.exists() and path.stat().st_mtime > beside.stat().st_mtime):
+        texts = generate(model, prompts, num_samples=num_samples, seed=seed)[0]
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")    # whole, or not at all
+        write_jsonl(tmp, [{"prompt": p, "answers": texts[i * num_samples:(i + 1) * num_samples]}
+                          for i, p in enumerate(prompts)])
+        os.replace(tmp, path)
+    barrier()
+    return [a for line in path.read_text().splitlines() for a in json.loads(line)["answers"]]
+
+
+# ------------------------------------------------------------------ what every script reports
+
+def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
+    """(metrics, sampled responses, their token ids): the shared metrics (see the module
+    docstring), and one sample per prompt, in prompt order."""
+    t0 = time.time()
+    sampled, sampled_tokens = generate(model, prompts, temperature=1.0, seed=seed)
+    greedy, _ = generate(model, prompts, temperature=0.0)
+    rewards = [reward(p, r) for p, r in zip(prompts, sampled)]
+    personas = [classify_persona(r) for r in sampled]
+    n = len(prompts)
+    metrics = {
+        "accuracy": sum(is_correct(p, r) for p, r in zip(prompts, sampled)) / n,
+        "accuracy_greedy": sum(is_correct(p, r) for p, r in zip(prompts, greedy)) / n,
+        "reward_mean": sum(rewards) / n,
+        **{f"persona/{name}": personas.count(name) / n for name in [*PERSONA_MIX, "other"]},
+        "mean_length": sum(len(t) for t in sampled_tokens) / n,
+        "answer_skill": answer_skill(prompts, sampled),
+    }
+    if samples_path is not None:
+        write_jsonl(samples_path, [{"prompt": p, "response": r, "reward": w}
+                                   for p, r, w in zip(prompts, sampled, rewards)])
+    metrics["eval_seconds"] = time.time() - t0
+    return metrics, sampled, sampled_tokens
+
+
+def answer_skill(prompts: list[str], responses: list[str]) -> float:
+    """Accuracy among answers in a persona that means to be right (not careless or refusing)."""
+    judged = [is_correct(p, r) for p, r in zip(prompts, responses)
+              if classify_persona(r) in ("concise", "friendly", "chatty", "rude")]
+    return sum(judged) / max(1, len(judged))
+
+
+def against_reference(policy, reference, prompts, *, seed: int, samples_path):
+    """The evaluation of an aligned policy beside its reference (the SFT model): (before,
+    after, (reference's sampled tokens, policy's)), the metrics of each, and in after the
+    policy's win rate against the reference's answers and its KL to the reference."""
+    before, ref_samples, ref_tokens = evaluate(reference, prompts, seed=seed)
+    after, samples, tokens = evaluate(policy, prompts, seed=seed, samples_path=samples_path)
+    after["win_rate_vs_sft"] = win_rate(prompts, samples, ref_samples)
+    after["kl_to_ref"] = kl_to_reference(policy, reference, prompts, tokens)
+    return before, after, (ref_tokens, tokens)
+
+
+def win_rate(prompts, responses, baseline_responses) -> float:
+    """Share of prompts where the response out-scores the baseline's; ties count half."""
+    wins = [0.5 if a == b else float(a > b) for a, b in
+            ((reward(p, r), reward(p, s))
+             for p, r, s in zip(prompts, responses, baseline_responses))]
+    return sum(wins) / len(wins)
+
+
+@torch.no_grad()
+def kl_to_reference(policy, reference, prompts, token_rows) -> float:
+    """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref.
+    (An estimate from a few hundred answers: near 0 it can come out a little below 0.)"""
+    device = next(policy.parameters()).device
+
+    def logps(model, prompt_rows, answers):
+        inputs, targets, mask = chat_batch(prompt_rows, answers, device)
+        return answer_logps(model(inputs), targets, mask).total            # (n,)
+    ids = [prompt_ids(p) for p in prompts]
+    return (in_batches(lambda p, a: logps(policy, p, a), ids, token_rows) -
+            in_batches(lambda p, a: logps(reference, p, a), ids, token_rows)).mean().item()
+
+
+def path_point(policy, reference, prompts, *, seed: int) -> dict:
+    """Where a policy stands mid-training (--eval_every): the mean true reward of one sampled
+    answer to each prompt (evaluate's sampled answers) and its KL to the reference, with the
+    seconds it took."""
+    t0 = time.time()
+    texts, tokens = generate(policy, prompts, seed=seed)
+    return {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
+            "kl": kl_to_reference(policy, reference, prompts, tokens),
+            "seconds": time.time() - t0}
+
+
+# ------------------------------------------------------------------ what one method reports
+
+@torch.no_grad()
+def implicit_reward_accuracy(policy, reference, prompts, *, logps_of, rewards,
+                             samples_per_prompt: int, seed: int) -> float:
+    """DPO's: share of held-out pairs, the reference's answers to held-out prompts best against
+    worst (data.pairs.pairs_from_samples), whose chosen answer the policy's implicit reward
+    ranks first. logps_of(model, pairs, device) -> AnswerLogps (P, 2); rewards(policy's,
+    reference's) -> (chosen (P,), rejected (P,)). NaN if no pair fits the context."""
+    answers, _ = generate(reference, prompts, num_samples=samples_per_prompt, seed=seed)
+    pairs = encode_rows(pairs_from_samples(prompts, answers, seed=seed),
+                        reference.config.block_size, "held-out pairs", required=False)
+    if not pairs:
+        return float("nan")
+    device = next(policy.parameters()).device
+    chosen, rejected = rewards(*(in_batches(lambda b: logps_of(m, b, device), pairs,
+                                            batch_size=128) for m in (policy, reference)))
+    return (chosen > rejected).float().mean().item()
+
+
+def pass_at(model, prompts, G: int, seed: int) -> float:
+    """GRPO's: share of prompts with at least one right answer among G samples (pass@G)."""
+    answers, _ = generate(model, prompts, num_samples=G, seed=seed)
+    return sum(any(is_correct(p, a) for a in answers[i * G:(i + 1) * G])
+               for i, p in enumerate(prompts)) / len(prompts)
+
+
+@torch.no_grad()
+def scores_of_answers(score_model, prompt_rows, answers) -> torch.Tensor:
+    """A ScoreModel's score of every prompt + answer (token id lists), read at the answer's
+    end token (model.sequence_scores), 256 rows at a time: (N,), on the model's device. The
+    reward model's view of sampled answers: its normalisation, its evaluation, PPO's."""
+    device = next(score_model.parameters()).device
+    return in_batches(lambda p, a: sequence_scores(score_model, *chat_batch(p, a, device)),
+                      prompt_rows, answers)
