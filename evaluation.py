@@ -33,7 +33,6 @@ from data.pairs import pairs_from_samples
 from data.world import PERSONA_MIX, classify_persona, is_correct, reward
 from losses import answer_logps
 from model import sample, sequence_scores
-from plumbing.distributed import barrier, is_main
 
 
 # ------------------------------------------------------------------ answers
@@ -77,20 +76,20 @@ def kept_answers(model, prompts: list[str], *, num_samples: int, seed: int,
     """generate()'s answers, num_samples per prompt (row i*K+k: answer k to prompt i). With
     `beside`, the checkpoint the model was loaded from, they are kept in a JSONL file next to
     it and read back by every later run from that checkpoint with the same prompts, K and
-    seed: the methods trained from one SFT model share its samples. (The main process
-    samples; the others wait and read.)"""
+    seed: the methods trained from one SFT model share its samples. (Under torchrun every
+    process draws the same answers, and the file is replaced whole: any writer's is the same.)"""
     if beside is None:
         return generate(model, prompts, num_samples=num_samples, seed=seed)[0]
     key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:10]
     path = beside.with_name(f"{beside.stem}_answers_k{num_samples}_s{seed}_{key}.jsonl")
-    if is_main() and not (path.exists() and path.stat().st_mtime > beside.stat().st_mtime):
-        texts = generate(model, prompts, num_samples=num_samples, seed=seed)[0]
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")    # whole, or not at all
-        write_jsonl(tmp, [{"prompt": p, "answers": texts[i * num_samples:(i + 1) * num_samples]}
-                          for i, p in enumerate(prompts)])
-        os.replace(tmp, path)
-    barrier()
-    return [a for line in path.read_text().splitlines() for a in json.loads(line)["answers"]]
+    if path.exists() and path.stat().st_mtime > beside.stat().st_mtime:
+        return [a for line in path.read_text().splitlines() for a in json.loads(line)["answers"]]
+    texts = generate(model, prompts, num_samples=num_samples, seed=seed)[0]
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")        # whole, or not at all
+    write_jsonl(tmp, [{"prompt": p, "answers": texts[i * num_samples:(i + 1) * num_samples]}
+                      for i, p in enumerate(prompts)])
+    os.replace(tmp, path)
+    return texts
 
 
 # ------------------------------------------------------------------ what every script reports

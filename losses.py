@@ -268,11 +268,23 @@ def best_of_group_advantages(rewards, group_size: int, generator=None):
 
 
 def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.2,
-              beta: float = 0.04, loss_type: str = "grpo", max_completion_length: int = None):
+              beta: float = 0.04, loss_type: str = "grpo", max_completion_length: int = None,
+              kl_estimator: str = "k3"):
     """The GRPO objective (Shao et al. 2024, Eq. 3), negated to be minimised.
 
     Per token: -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + beta * KL, with
-    ratio = pi / pi_old and KL the k3 estimator pi_ref/pi - log(pi_ref/pi) - 1 (Eq. 4).
+    ratio = pi / pi_old and KL estimated on the sampled token (Schulman's estimators):
+        "k3"  pi_ref/pi - log(pi_ref/pi) - 1   (Eq. 4, the paper's and TRL's)
+        "k2"  (log pi - log pi_ref)^2 / 2
+        "k1"  log pi - log pi_ref
+    Which KL the term's gradient follows, on the policy's own samples (Tang and Munos 2025;
+    tests/test_kl_bandit.py checks each): for a one-token answer, k3's expected gradient is
+    that of KL(pi_ref || pi), the reverse of the KL that pi* = pi_ref exp(r / beta) / Z
+    regularises, and k2's that of KL(pi || pi_ref); for answers of several tokens each is
+    only that, token by token, at prefixes drawn from pi, missing the terms through later
+    tokens: a partial gradient, the gradient of no objective. k1's is zero (E_pi[grad log pi]
+    = 0). The whole gradient of beta KL(pi || pi_ref) comes from k1 summed over the answer
+    and put in the reward (kl_penalised_rewards).
     logps, old_logps, ref_logps: (N, T) per-token log-probs of the sampled tokens;
     advantages (N,); mask (N, T) 1.0 on completion tokens.
     loss_type aggregates the per-token terms:
@@ -291,8 +303,7 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
     per_token = -torch.min(ratio * adv, clipped * adv)                   # Eq. 3, clipped surrogate
     use_kl = ref_logps is not None and beta != 0
     if use_kl:
-        log_ref_ratio = (ref_logps - logps).clamp(max=20.0)              # keep exp() finite
-        kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1                # Eq. 4, k3 estimator
+        kl = kl_estimate(logps, ref_logps, kl_estimator)
         per_token = per_token + beta * kl
     mask = mask.to(per_token.dtype)
     if loss_type == "grpo":
@@ -310,6 +321,50 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, mask, epsilon: float = 0.
     metrics = {"clip_ratio": (is_clipped * mask).sum() / n_tokens,       # detached tensors,
                "kl": (kl.detach() * mask).sum() / n_tokens if use_kl else 0.0}   # no sync
     return loss, metrics
+
+
+def kl_estimate(logps, ref_logps, estimator: str = "k3"):
+    """Per-token estimate of KL(pi || pi_ref) on the sampled tokens (Schulman 2020): k1 =
+    log(pi/pi_ref) and k3 = pi_ref/pi - log(pi_ref/pi) - 1 are unbiased estimates of its
+    value, k2 = log(pi/pi_ref)^2 / 2 a biased one. (N, T), (N, T) -> (N, T). What each one's
+    gradient follows in a loss is another matter: grpo_loss's docstring."""
+    log_ratio = logps - ref_logps                                        # log pi / pi_ref
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return log_ratio ** 2 / 2
+    if estimator == "k3":
+        log_ref_ratio = (-log_ratio).clamp(max=20.0)                     # keep exp() finite
+        return torch.exp(log_ref_ratio) - log_ref_ratio - 1              # Eq. 4
+    raise ValueError(f"kl_estimator must be k1, k2 or k3, got {estimator!r}")
+
+
+@torch.no_grad()
+def kl_penalised_rewards(rewards, logps, ref_logps, mask, beta: float):
+    """The KL where PPO and RLOO put it, in the reward (Ziegler et al. 2019; Ahmadian et al.
+    2024): r - beta * sum over the answer's tokens of log pi(y_t) - log pi_ref(y_t), the k1
+    estimate of KL(pi || pi_ref) for the whole answer, with no gradient. Fed to a
+    policy-gradient loss, its expected gradient is that of E[r] - beta KL(pi || pi_ref), the
+    objective pi* = pi_ref exp(r / beta) / Z maximises. rewards (N,); logps, ref_logps, mask
+    (N, T), the sampling policy's log-probs -> (N,)."""
+    return rewards - beta * ((logps - ref_logps) * mask).sum(1)
+
+
+def rloo_loss(logps, old_logps, advantages, mask, epsilon: float = 0.2):
+    """RLOO's loss (Ahmadian et al. 2024, Sec. 3.2; TRL's RLOOTrainer): the whole answer is one
+    action. Per answer, ratio = pi(y|x) / pi_old(y|x) = exp(sum over its tokens of log pi -
+    log pi_old), and -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A); the mean over answers.
+    A: rloo_advantages of the KL-penalised reward (kl_penalised_rewards), so the KL is in the
+    reward and there is no KL term here. With one update per batch the ratio is 1 and this is
+    REINFORCE with a leave-one-out baseline: -mean_i A_i log pi(y_i|x) in gradient.
+    logps, old_logps, mask (N, T); advantages (N,). Returns (loss, metrics): clip_ratio, the
+    share of answers clipped, detached."""
+    ratio = torch.exp(((logps - old_logps) * mask).sum(1))               # (N,) per answer
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
+    loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+    is_clipped = ((ratio < 1 - epsilon) & (advantages < 0)) | ((ratio > 1 + epsilon) &
+                                                              (advantages > 0))
+    return loss, {"clip_ratio": is_clipped.float().mean()}
 
 
 # ------------------------------------------------------------- RLHF: reward model and PPO

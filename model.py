@@ -278,25 +278,29 @@ class AdaptersOff(nn.Module):
 
 
 def policy_and_reference(model: GPT, lora_rank: int = 0, lora_alpha: float = 16.0,
-                         lora_targets=LORA_TARGETS) -> tuple[GPT, nn.Module]:
+                         lora_targets=LORA_TARGETS, reference: bool = True):
     """(policy, reference) from one loaded model, the SFT one: the model itself to train and a
     frozen copy of it as pi_ref; or, with lora_rank r > 0, the model with rank-r adapters on
     lora_targets (only they train) and, as pi_ref, the same model with its adapters off (no
-    copy). Prints what trains."""
-    if not lora_rank:
-        print(f"full fine-tuning: {model.num_params():,} trainable parameters (100%), and a frozen copy as "
-              "the reference")
-        return model, copy.deepcopy(model).eval().requires_grad_(False)
-    add_lora(model, lora_rank, lora_alpha, lora_targets)
+    copy). reference=False (a loss that reads no reference): None in its place. Prints what
+    trains."""
+    if lora_rank:
+        add_lora(model, lora_rank, lora_alpha, lora_targets)
     trainable, total = (sum(p.numel() for p in model.parameters() if p.requires_grad),
                         model.num_params())
     if not trainable:
         raise ValueError(f"--lora_targets {','.join(lora_targets)}: no Linear layer has such a "
                          "name")
-    print(f"LoRA rank {lora_rank}, alpha {lora_alpha}: {trainable:,} trainable parameters of "
-          f"{total:,} ({trainable / total:.1%}); the reference is the same model with its "
-          "adapters off")
-    return model, AdaptersOff(model).eval()
+    what = f"LoRA rank {lora_rank}, alpha {lora_alpha}" if lora_rank else "full fine-tuning"
+    ref = "no reference model while training" if not reference else "as the reference, the " \
+        "same model with its adapters off" if lora_rank else "a frozen copy as the reference"
+    print(f"{what}: {trainable:,} trainable parameters of {total:,} ({trainable / total:.1%}); "
+          f"{ref}")
+    if not reference:
+        return model, None
+    if lora_rank:
+        return model, AdaptersOff(model).eval()
+    return model, copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def merged(model: GPT) -> GPT:

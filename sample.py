@@ -5,9 +5,11 @@
     printf 'What is 12 + 34?\\nReverse the digits of 472.\\n' | python sample.py out/grpo.pt --greedy
 
 Each answer is sampled with the KV cache (model.sample) at --temperature, or greedily,
-and ends at the end token or when the model's context is full. The models know only the
-toy world's four question forms, with the numbers of its difficulty (2 digits; 3 to reverse);
-a prompt of another form is answered anyway, with a note, and its answers mean nothing.
+and ends at the end token or when the model's context is full; prompt i of a call (from 0)
+draws with seed --seed + i, so each prompt has draws of its own and a call is reproducible.
+The models know only the toy world's four question forms, with the numbers of its difficulty
+(2 digits; 3 to reverse); a prompt of another form is answered anyway, with a note, and its
+answers mean nothing. An empty prompt is skipped, with a note.
 """
 
 import argparse
@@ -45,25 +47,30 @@ def main(argv=None) -> None:
                                                                        "(default: 1.0)")
     parser.add_argument("--greedy", action="store_true", help="the most likely token at each "
                                                               "step (temperature 0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; prompt i of the call "
+                        "(from 0) draws with seed + i (default: 0)")
     parser.add_argument("--device", default="auto", help="cuda, mps or cpu (default: auto)")
     args = parser.parse_args(argv)
     if args.num_samples < 1 or args.temperature < 0:
         parser.error("--num_samples must be >= 1 and --temperature >= 0")
     model, ckpt = load_checkpoint(args.checkpoint, get_device(args.device))
     prompts = args.prompts or [line.strip() for line in sys.stdin if line.strip()]
-    if not all(p.strip() for p in prompts):
-        raise ValueError(f"an empty prompt; ask one of the toy world's questions, such as "
-                         f"{QUESTION_FORMS[0]!r}")
+    if not any(p.strip() for p in prompts):
+        raise ValueError(f"no prompt to answer (an empty prompt); ask one of the toy world's "
+                         f"questions, such as {QUESTION_FORMS[0]!r}")
     print(f"{args.checkpoint}: stage {ckpt.get('stage', '?')}, "
           f"{model.num_params() / 1e6:.2f}M parameters")
-    for prompt in prompts:
+    for i, prompt in enumerate(prompts):
+        if not prompt.strip():
+            print(f"(prompt {i + 1} is empty: skipped)")
+            continue
         print(f"> {prompt}")
-        if prompt.strip() and not is_known_form(prompt):
+        if not is_known_form(prompt):
             print("  (note: the model knows only " + ", ".join(f'"{q}"' for q in QUESTION_FORMS) +
-                  ", with 2-digit numbers; it answers this anyway, and the answer means nothing)")
+                  ", with the digits of these examples (2 digits; 3 to reverse); it answers this "
+                  "anyway, and the answer means nothing)")
         for text in answer(model.eval(), prompt, args.num_samples,
-                           0.0 if args.greedy else args.temperature, args.seed):
+                           0.0 if args.greedy else args.temperature, args.seed + i):
             print(f"  {text}")
 
 

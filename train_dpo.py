@@ -146,19 +146,22 @@ SMOKE = dict(num_prompts=64, max_steps=10, batch_size=8, eval_prompts=16, pair_s
 
 # ------------------------------------------------------------------ the data
 
-def prepare(cfg, sampler, ref_model, init, device, round_=0):
-    """(rows as token ids, the frozen reference's log-probs of each, or None without a
-    reference) of a run or of one of --rounds: the pairs (KTO: labelled answers) from --data,
-    or the sampler's answers judged by the true reward (data/pairs.py; written to
-    OUT_DIR/pairs.jsonl), checked (data.pairs.checklist)."""
-    unpaired, n = cfg.loss == "kto", cfg.num_prompts // cfg.rounds     # prompts of this round
+def prepare(cfg, policy, ref_model, sft_path, device, round_=0):
+    """(rows as token ids, the frozen reference's log-probs of each or None, the seconds spent
+    building the rows) of a run or of one of --rounds: the pairs (KTO: labelled answers) from
+    --data, or answers judged by the true reward (data/pairs.py; written to
+    OUT_DIR/pairs.jsonl), checked (data.pairs.checklist). The answers are the SFT model's in
+    round 0 (sampled once, kept beside its checkpoint for every run from it), the current
+    policy's after."""
+    t0, unpaired, n = time.time(), cfg.loss == "kto", cfg.num_prompts // cfg.rounds
     if cfg.data:
         rows = read_preferences(cfg.data, unpaired)
-    else:         # the sampler's answers (round 0: the SFT model's, kept beside it), judged
+    else:
         prompts = [r["prompt"] for r in rl_rows(n, seed=cfg.seed + 100 + round_)]
+        sampler = policy if round_ else ref_model or load_sft(sft_path, device)
         answers = None if cfg.pair_source == "offpolicy" else kept_answers(
             sampler, prompts, num_samples=cfg.samples_per_prompt, seed=cfg.seed + round_,
-            beside=None if round_ else init)
+            beside=None if round_ else sft_path)
         rows = preferences(prompts, answers, unpaired=unpaired, seed=cfg.seed,
                            desirable_reward=cfg.desirable_reward, length_bonus=cfg.length_bonus,
                            label_temperature=cfg.label_temperature)
@@ -167,11 +170,12 @@ def prepare(cfg, sampler, ref_model, init, device, round_=0):
         if not rows:
             raise DataError(f"{cfg.loss} data: the {n} prompts gave no pair (every prompt's "
                             "answers scored alike); give more --num_prompts")
+    data_seconds = time.time() - t0
     rows = checklist(rows, steps=cfg.max_steps, batch_size=cfg.batch_size,
                      source=cfg.data or f"{cfg.loss} data")
     if unpaired:
         rows = imbalance(rows, cfg.desirable_ratio, cfg.seed)
-    encoded = encode_rows(rows, ref_model.config.block_size, cfg.data or f"{cfg.loss} data")
+    encoded = encode_rows(rows, policy.config.block_size, cfg.data or f"{cfg.loss} data")
     forward = row_logps if unpaired else logps_of
     with torch.no_grad():
         ref_logps = in_batches(lambda b: forward(ref_model, b, device), encoded,
@@ -179,7 +183,7 @@ def prepare(cfg, sampler, ref_model, init, device, round_=0):
     print(f"{cfg.loss} on {len(encoded)} {'rows' if unpaired else 'pairs'}, "
           f"{OBJECTIVES[cfg.loss].knob} {cfg.beta}, learning rate {cfg.learning_rate}, "
           f"{cfg.max_steps} steps")
-    return encoded, ref_logps
+    return encoded, ref_logps, data_seconds
 
 
 # ------------------------------------------------------------------ one step
@@ -212,18 +216,20 @@ def preference_loss(cfg, policy: AnswerLogps, ref: AnswerLogps | None, loss_fn=N
     return fn(c.mean, r.mean, beta=cfg.beta)                              # orpo
 
 
-def train(cfg, policy, ref_model, init, device, loss_fn=None):
+def train(cfg, policy, ref_model, sft_path, device, loss_fn=None) -> float:
     """The loop of the pair losses (DPO, IPO, SimPO, ORPO): for each of --rounds (one, unless
     iterative DPO), pairs from the current policy's answers (round 0: the SFT model's), then
-    that round's steps on them."""
+    that round's steps on them. Returns the seconds spent building round 0's pairs: the
+    SFT model's answers, shared with every run from it, are data, not training."""
+    data_seconds = 0.0
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
     rng, per_round = torch.Generator().manual_seed(cfg.seed), math.ceil(cfg.max_steps / cfg.rounds)
     with TrainingRun(cfg.loss, cfg, policy, opt, rng, cfg.max_steps, log_every=25,
                      show=("loss", "rewards/chosen"), path=(policy, ref_model)) as run:
         for round_ in range(run.start // per_round, cfg.rounds):
-            pairs, ref_logps = prepare(cfg, policy if round_ else ref_model, ref_model, init,
-                                       device, round_)
+            pairs, ref_logps, seconds = prepare(cfg, policy, ref_model, sft_path, device, round_)
+            data_seconds += seconds if round_ == 0 else 0.0
             for step in range(max(run.start, round_ * per_round),
                               min(cfg.max_steps, (round_ + 1) * per_round)):
                 lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
@@ -239,6 +245,7 @@ def train(cfg, policy, ref_model, init, device, loss_fn=None):
                 run.log(step, {"loss": loss.detach(), f"{cfg.loss}_loss": losses.mean().detach(),
                                "nll_loss": nll.detach(), "lr": lr,
                                **dashboard(policy_logps, chosen_rewards, rejected_rewards)})
+    return data_seconds
 
 
 def dashboard(policy: AnswerLogps, chosen_rewards, rejected_rewards) -> dict:
@@ -261,12 +268,12 @@ def row_logps(model, rows, device) -> AnswerLogps:
     return answer_logps(model(inputs), targets, mask)
 
 
-def train_kto(cfg, policy, ref_model, init, device, loss_fn=None):
+def train_kto(cfg, policy, ref_model, sft_path, device, loss_fn=None) -> float:
     """KTO's loop. Its own, because a row is one answer with a label, not a pair: each step
     also needs the reference point z0 (the policy's drift on mismatched prompt-answer pairs)
     and the class weights, and the NLL term holds up the desirable rows alone. loss_fn, if
-    given, stands in for losses.kto_loss."""
-    rows, ref_logps = prepare(cfg, ref_model, ref_model, init, device)
+    given, stands in for losses.kto_loss. Returns the seconds spent building its rows."""
+    rows, ref_logps, data_seconds = prepare(cfg, policy, ref_model, sft_path, device)
     w_d, w_u = kto_weights([r[2] for r in rows], cfg.desirable_weight, cfg.undesirable_weight)
     opt = make_optimizer(policy, cfg.learning_rate, cfg.weight_decay, device)
     net = for_training(policy, cfg.compile)
@@ -296,6 +303,7 @@ def train_kto(cfg, policy, ref_model, init, device, loss_fn=None):
                            "rewards/rejected": rewards[~desirable].mean(),   # the batch lacks
                            "logps/chosen": logps[desirable].mean(),
                            "logps/rejected": logps[~desirable].mean()})
+    return data_seconds
 
 
 # ------------------------------------------------------------------ main
@@ -304,31 +312,33 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     """Train, save, evaluate; returns the aligned model's metrics. loss_fn (the notebooks
     pass their own) replaces the losses.py function of --loss, with the same signature."""
     cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs=[f"{cfg.loss}.pt"])
-    t0, o = time.time(), OBJECTIVES[cfg.loss]
-    init = cfg.input_path("init_from")
-    if o.start == "sft.pt":      # the policy and its frozen reference pi_ref, both the SFT model
-        sft_path = init
-        policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
-                                                 cfg.lora_rank, cfg.lora_alpha,
-                                                 cfg.lora_targets.split(","))
-    else:           # ORPO: the policy is the pretrained model; no reference in its loss
-        sft_path = init.with_name("sft.pt")
-        policy = load_checkpoint(init, device)[0]
-        if cfg.lora_rank:
-            policy = policy_and_reference(policy, cfg.lora_rank, cfg.lora_alpha,
-                                          cfg.lora_targets.split(","))[0]
-        ref_model = load_sft(sft_path, device).eval().requires_grad_(False)
+    t0, o, init = time.time(), OBJECTIVES[cfg.loss], cfg.input_path("init_from")
+    if o.start == "sft.pt":
+        sft_path, start = init, load_sft(init, device, cfg.allow_pretrained)
+    else:                        # ORPO: from the pretrained model; the SFT model beside it is
+        sft_path, start = init.with_name("sft.pt"), load_checkpoint(init, device)[0]   # only
         print(f"the policy starts from {init}; the SFT model {sft_path} is only its baseline")
+    # pi_ref, the frozen SFT model, is held while training only where the loss (or --eval_every's
+    # path) reads it: SimPO and ORPO train with the policy alone
+    hold = o.reference or cfg.eval_every > 0
+    policy, ref_model = policy_and_reference(start, cfg.lora_rank, cfg.lora_alpha,
+                                             cfg.lora_targets.split(","),
+                                             reference=hold and o.start == "sft.pt")
+    if hold and ref_model is None:                                     # ORPO's path
+        ref_model = load_sft(sft_path, device).eval().requires_grad_(False)
     if not o.usual[0] <= cfg.beta <= o.usual[1]:
         print(f"warning: {o.knob} {cfg.beta} is outside the usual range {o.usual} for {cfg.loss}")
     if o.loss is dpo_loss and cfg.beta != o.defaults["beta"] and not cfg.label_temperature:
         print("note: on best-against-worst labels DPO's optimum is unbounded, so beta acts only "
               "through saturation and barely moves the KL; --label_temperature 0.1 --rpo_alpha 0 "
               "(Bradley-Terry labels, the paper's loss) shows what beta trades")
-    (train_kto if cfg.loss == "kto" else train)(cfg, policy, ref_model, sft_path, device, loss_fn)
-    train_seconds = time.time() - t0
+    train_loop = train_kto if cfg.loss == "kto" else train
+    data_seconds = train_loop(cfg, policy, ref_model, sft_path, device, loss_fn)
+    train_seconds = time.time() - t0 - data_seconds       # building the data is not training
     if not is_main():
         return {}
+    if ref_model is None:        # the SFT model, read again: the table's before column, the KL
+        ref_model = load_sft(sft_path, device).eval().requires_grad_(False)
     save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", merged(policy), asdict(cfg),
                     cfg.max_steps, stage=cfg.loss)
     prompts = eval_prompts(cfg.eval_prompts)
@@ -340,6 +350,7 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
         rewards=lambda p, r: preference_loss(as_pairs, p, r, None if cfg.loss == "kto"
                                              else loss_fn)[1:],
         samples_per_prompt=cfg.samples_per_prompt)
+    after["data_seconds"] = data_seconds
     return finish(cfg.out_dir, cfg.loss, {"sft": before, cfg.loss: after},
                   f"\nSFT vs {cfg.loss} ({o.knob} {cfg.beta}) on {len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)

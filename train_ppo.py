@@ -3,6 +3,7 @@
     python train_ppo.py                        # after train_rm.py: kl_coef 0.05, 4 PPO epochs
     python train_ppo.py --kl_coef 0 --max_steps 400 --out_dir out/ppo_kl0 --init_from out/sft.pt --reward_model out/rm.pt
     python train_ppo.py --num_ppo_epochs 1 --num_mini_batches 1 --out_dir out/ppo_1epoch --init_from out/sft.pt --reward_model out/rm.pt
+    python train_ppo.py --reward judge --out_dir out/ppo_judge --init_from out/sft.pt   # the true reward
 
 InstructGPT's step 3 (Ouyang et al. 2022, Sec. 3.5; Ziegler et al. 2019; the
 implementation of TRL's PPOTrainer and of "The N implementation details of RLHF
@@ -23,10 +24,13 @@ critic being trained, the frozen SFT reference and the frozen reward model.
 Departures, and why:
 - The reward model is this project's (train_rm.py), learned from noisy labels of
   the true reward; the evaluation judges with the true reward, so a gap between
-  the two (reward hacking) shows.
+  the two (reward hacking) shows. --reward judge scores with the true reward itself
+  (three models: no reward model), so that PPO's distance from the optimum splits into
+  what the reward model costs and what the optimisation does.
 - The critic is a second GPT with a scalar head, initialised from the reward
-  model as in the N-details paper; policy and critic share one AdamW optimizer
-  and one gradient clip (TRL's PolicyAndValueWrapper).
+  model as in the N-details paper (with --reward judge, from the SFT model and a new
+  head); policy and critic share one AdamW optimizer and one gradient clip (TRL's
+  PolicyAndValueWrapper).
 - Every log-prob pass divides the logits by the sampling temperature, so the
   ratio compares the distribution the answers came from. No entropy bonus, no
   reward whitening, no adaptive KL controller (TRL's defaults).
@@ -61,6 +65,8 @@ from plumbing.run import finish, start_run
 class PPOConfig(LoRAConfig):
     reward_model: str = flag("", "the reward model train_rm.py wrote (default: "
                                  "OUT_DIR/rm.pt)", "model")
+    reward: str = flag("model", "what scores the answers: model, the reward model; judge, the "
+                       "toy world's true reward in its place", "method", choices=["model", "judge"])
     kl_coef: float = flag(0.05, "per-token KL penalty toward the SFT reference", "method",
                           at_least=0)
     epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old (TRL's cliprange)",
@@ -87,7 +93,8 @@ class PPOConfig(LoRAConfig):
     warmup_steps: int = flag(5, "linear warmup steps", at_least=0)
 
     def inputs(self) -> dict[str, str]:
-        return {"init_from": "sft.pt", "reward_model": "rm.pt"}
+        return {"init_from": "sft.pt", **({"reward_model": "rm.pt"} if self.reward == "model"
+                                          else {})}
 
 
 SMOKE = dict(batch_size=8, max_steps=4, num_prompts=64, eval_prompts=16, max_new_tokens=16)
@@ -110,14 +117,16 @@ class PolicyAndValue(nn.Module):
 def score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device, gae_fn=None):
     """Steps 2-4 for a rollout batch: adds old_logps, ref_logps, old_values (N, T), scores
     (N,), rewards, advantages, returns (N, T) to it, and returns the step's objective/
-    metrics."""
+    metrics. rm None: the true reward scores the answers (--reward judge)."""
     inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
     # log-probs of the sampled tokens at the sampling temperature, (N, T), 0 off the mask
     batch["old_logps"] = answer_token_logps(policy(inputs), targets, mask, cfg.temperature)
     ref_logps = answer_token_logps(ref_model(inputs), targets, mask, cfg.temperature)
     batch["old_values"] = critic(inputs).float() * mask                      # V_t, (N, T)
     finished = batch["finished"].to(device)
-    scores = scores_of_answers(rm, batch["prompt_ids"], batch["rows"])
+    true = torch.tensor([reward(p, t) for p, t in zip(batch["prompts"], batch["texts"])],
+                        device=device)                                   # the toy world's
+    scores = true if rm is None else scores_of_answers(rm, batch["prompt_ids"], batch["rows"])
     scores = scores - cfg.missing_eos_penalty * (1 - finished)             # step 2
     rewards = ppo_rewards(scores, batch["old_logps"], ref_logps, mask, cfg.kl_coef)  # step 3
     advantages, batch["returns"] = (gae_fn or gae)(rewards, batch["old_values"], mask,
@@ -128,8 +137,7 @@ def score_and_advantages(cfg, batch, policy, ref_model, rm, critic, device, gae_
     return {"objective/kl": kl.mean(), "objective/entropy": -batch["old_logps"].sum(1).mean(),
             "objective/scores": scores.mean(), "objective/non_score_reward": non_score.mean(),
             "objective/rlhf_reward": (scores + non_score).mean(),
-            "objective/true_reward": torch.tensor(
-                [reward(p, t) for p, t in zip(batch["prompts"], batch["texts"])]).mean(),
+            "objective/true_reward": true.mean(),
             "completions/mean_length": batch["lengths"].mean(),
             "completions/truncated": 1 - batch["finished"].mean()}
 
@@ -173,23 +181,30 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
 
 
 def load_models(cfg, device):
-    """The four models: policy and reference (SFT), the frozen reward model, the critic
-    (a trainable copy of the reward model)."""
+    """The models: policy and reference (SFT), the frozen reward model, the critic (a trainable
+    copy of the reward model). With --reward judge, no reward model (None) and the critic is
+    the SFT model with a new scalar head."""
     init = cfg.input_path("init_from")
-    policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
-                                             cfg.lora_rank, cfg.lora_alpha,
+    sft = load_sft(init, device, cfg.allow_pretrained)
+    if cfg.reward == "judge":    # no reward model; the critic, the SFT model with a new head,
+        rm, critic, scorer = None, ScoreModel.from_gpt(sft), "the true reward"
+        nn.init.zeros_(critic.head.weight)                      # starts at a value of 0
+    policy, ref_model = policy_and_reference(sft, cfg.lora_rank, cfg.lora_alpha,
                                              cfg.lora_targets.split(","))
-    rm_path = cfg.input_path("reward_model")
-    if not rm_path.exists():
-        raise ValueError(f"{rm_path}: no reward model; train_rm.py writes it (or pass "
-                         "--reward_model)")
-    rm, _ = load_checkpoint(rm_path, device, cls=ScoreModel)
-    critic = copy.deepcopy(rm)                      # trained from the reward model's weights
-    rm.eval().requires_grad_(False)
+    if cfg.reward == "model":
+        rm_path = cfg.input_path("reward_model")
+        if not rm_path.exists():
+            raise ValueError(f"{rm_path}: no reward model; train_rm.py writes it (or pass "
+                             "--reward_model, or --reward judge)")
+        rm, _ = load_checkpoint(rm_path, device, cls=ScoreModel)
+        critic = copy.deepcopy(rm)                  # trained from the reward model's weights
+        rm.eval().requires_grad_(False)
+        scorer = f"the reward model {rm_path}"
     models = {"policy": policy, "reference": ref_model, "reward model": rm, "critic": critic}
-    print(f"PPO from {init} with the reward model {rm_path}. Four models in memory (policy "
-          "and critic trained): " + ", ".join(f"{name} {m.num_params() / 1e6:.3f}M"
-                                             for name, m in models.items()) + " parameters")
+    held = {name: m for name, m in models.items() if m is not None}
+    print(f"PPO from {init} with {scorer}. {len(held)} models in memory (policy and critic "
+          "trained): " + ", ".join(f"{name} {m.num_params() / 1e6:.3f}M"
+                                   for name, m in held.items()) + " parameters")
     return policy, ref_model, rm, critic
 
 
@@ -210,11 +225,13 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
         policy, ref_model, prompts, seed=cfg.seed,
         samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
     ids = [prompt_ids(p) for p in prompts]
-    for metrics, answers in ((before, sft_tokens), (after, tokens)):   # the RM's view of them
-        metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()
+    for metrics, answers in ((before, sft_tokens), (after, tokens)) if rm is not None else ():
+        metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()  # the RM's view
     return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
-                  f"\nSFT vs PPO (kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
+                  f"\nSFT vs PPO on the {'true reward' if rm is None else 'reward model'} "
+                  f"(kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
+
 
 if __name__ == "__main__":
     run_cli(main, PPOConfig, __doc__)

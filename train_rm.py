@@ -160,7 +160,9 @@ def main(cfg: RMConfig) -> dict:
     init = cfg.input_path("init_from")
     sft_model = load_sft(init, device, cfg.allow_pretrained)
     sft_model.eval()
+    t1 = time.time()
     pairs = read_pairs(cfg.data) if cfg.data else build_pairs(cfg, sft_model, init)
+    data_seconds = time.time() - t1        # the SFT model's answers, judged: data, not training
     # rows are read whole (the end token included), so they fit block_size, not block_size + 1
     encoded = encode_rows(pairs, sft_model.config.block_size - 1, cfg.data or "reward model pairs")
     rm = ScoreModel.from_gpt(sft_model)
@@ -171,12 +173,13 @@ def main(cfg: RMConfig) -> dict:
     rm.eval()
     prompts, chosen, rejected = zip(*encoded)
     mean, std = normalise(rm, list(prompts) * 2, list(chosen + rejected))
-    train_seconds = time.time() - t0
+    train_seconds = time.time() - t0 - data_seconds
     if not is_main():
         return {}
     save_checkpoint(Path(cfg.out_dir) / "rm.pt", rm, asdict(cfg), cfg.max_steps, stage="rm",
                     normalised_from={"mean": mean, "std": std})
-    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": agreement}
+    metrics = {**evaluate_rm(rm, sft_model, cfg), "label_agreement": agreement,
+               "data_seconds": data_seconds}
     return finish(cfg.out_dir, "rm", {"reward model": metrics},
                   f"\nReward model on {cfg.eval_prompts} held-out prompts x 2 SFT answers",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)

@@ -50,6 +50,8 @@ def read_jsonl(path, fields: tuple[str, ...], flags: tuple[str, ...] = ()) -> li
                 if not isinstance(row[field], str):
                     raise DataError(f"{path}:{lineno}: field '{field}' must be a string, "
                                     f"got {type(row[field]).__name__}")
+                if not row[field].strip():
+                    raise DataError(f"{path}:{lineno}: field '{field}' is empty")
             for field in flags:
                 if not isinstance(row.get(field), bool):
                     raise DataError(f"{path}:{lineno}: field '{field}' must be true or false, "

@@ -1,29 +1,35 @@
-"""The claims of the two articles this project grew from, each against compare's numbers.
+"""The claims of the two articles this project grew from, and this project's own findings,
+each against compare's numbers; and the checks, statements true by construction, measured
+to confirm the code.
 
 The articles: "From DPO to GRPO: Direct Preference Optimization" (FIRST below: the method-
 selection table and its resource bars) and "DPO: Direct Preference Optimization" (SECOND:
 beta, learning rates, the debugging checklist, LoRA, the variants). Each claim is one
-function of compare's results that returns a Claim: what is claimed and where, the runs that
-test it, what was measured (mean ± std over seeds), the numbers its rule reads, and a verdict
-computed from those numbers by the rule its docstring states. A claim with a number missing
-(NaN, or no number at all) is "not run".
+function of compare's results that returns a Claim: what is claimed and where (OWN: a finding
+of this project's, not an article's), the runs that test it, what was measured (mean ± std
+over seeds), the numbers its rule reads, and a verdict computed from those numbers by the
+rule its docstring states, a rule that the data could make hold or fail. A claim with a
+number missing (NaN, or no number at all) is "not run". A check has no verdict: it is true by
+the code's construction (DPO's loss at step 0, the models a script holds, the statistics of a
+group mean), and the measurement shows the code does what it says.
 """
 
 import math
 from dataclasses import dataclass
 
-from experiments.methods import ENVELOPES, EXTRAS, METHODS, ONLINE, command
+from experiments.methods import EXTRAS, METHODS, command
 from experiments.measure import GROUP_SIZES
-from experiments.results import (Results, envelope, every, mean, middle, ms, paired, points,
-                                 ratio, resources, std, verdict)
+from experiments.results import (Results, distance, every, mean, middle, ms, paired, ratio,
+                                 resources, std, verdict)
 from experiments.sweep import summarize
 
 FIRST = '"From DPO to GRPO: Direct Preference Optimization"'
 SECOND = '"DPO: Direct Preference Optimization"'
+OWN = "this project's own finding"
 DV = "0.1"                                           # the default DPO run's beta
-PAPER, DPO, IPO, SIMPO, KTO, ORPO, GRPO, PPO, ITERATIVE, GRPO_JUDGE, RLOO = (METHODS[k] for k in (
-    "paper_dpo", "dpo", "ipo", "simpo", "kto", "orpo", "grpo", "ppo", "iterative_dpo",
-    "grpo_judge", "rloo"))
+PAPER, DPO, IPO, SIMPO, KTO, ORPO, GRPO, PPO, ITERATIVE, GRPO_JUDGE, GRPO_KL_REWARD, RLOO = (
+    METHODS[k] for k in ("paper_dpo", "dpo", "ipo", "simpo", "kto", "orpo", "grpo", "ppo",
+                         "iterative_dpo", "grpo_judge", "grpo_kl_reward", "rloo"))
 
 
 @dataclass
@@ -39,21 +45,61 @@ class Claim:
         return [self.claim, self.source, self.runs, self.measured, self.verdict]
 
 
+@dataclass
+class Check:
+    """A statement true by construction, measured to confirm the code: no verdict."""
+    what: str
+    source: str
+    runs: str
+    measured: str
+
+    def row(self) -> list[str]:
+        return [self.what, self.source, self.runs, self.measured]
+
+
 def logged(res: Results, method: str, knob: str, when: str, metric: str) -> dict[str, float]:
     """{seed: a training metric at the first, middle or last logged steps} of one run."""
     return {s: r.logged(when, metric) for s, r in res.runs_of(method, knob).items()}
 
 
-def loss_starts_at_ln2(res) -> Claim:
-    """Holds when every run of the paper's loss logged a loss within 1e-3 of ln 2 at step 0
-    (policy = reference, so the margin h is 0 and -log sigmoid(0) = ln 2)."""
+def loss_starts_at_ln2(res) -> Check:
+    """At step 0 the policy is the reference, so the margin h is 0 and -log sigmoid(0) = ln 2."""
     first = [x for v in PAPER.values for x in logged(res, PAPER.name, v, "first",
                                                      "loss").values()]
-    return Claim("DPO's loss is ln 2 at the start (policy = reference)",
+    return Check("DPO's loss is ln 2 at the start (policy = reference)",
                  f"{SECOND}; Rafailov et al. 2023, Eq. 7", command(PAPER, "B") +
                  ", the loss logged at step 0",
-                 f"{ms(first, '.4f')} over {len(first)} runs (ln 2 = {math.log(2):.4f})",
-                 verdict(bool(first) and all(abs(x - math.log(2)) < 1e-3 for x in first)), first)
+                 f"{ms(first, '.4f')} over {len(first)} runs (ln 2 = {math.log(2):.4f})")
+
+
+def models_in_memory(res) -> Check:
+    """The distinct sets of transformer weights each script held as training started: what its
+    code builds (plumbing.loop.models_in_memory counts them)."""
+    held = resources(res, METHODS.values())
+    return Check("RLHF holds 4 models, DPO and GRPO 2 (SimPO 1, LoRA 1, PPO on the true "
+                 "reward 3)", FIRST, "models_in_memory, logged at step 0 of every method's "
+                 "middle run", ", ".join(f"{m.title}: {ms(held[m.name]['models'], '.0f')}"
+                                         for m in METHODS.values()))
+
+
+def group_size_lowers_variance(res) -> Check:
+    """The std of a group's mean falls as 1/sqrt(G), and sampling G answers costs about G
+    times one: statistics and arithmetic, measured on the SFT model's answers."""
+    gb = res.group_baseline
+    std_g, sec_g, zero_g = ([mean(g[str(G)][k] for g in gb.values()) for G in GROUP_SIZES]
+                            for k in ("baseline_std", "sample_seconds", "frac_zero_std"))
+    return Check("A larger group G lowers the variance of GRPO's advantage, at a linear cost",
+                 f"{FIRST}; Shao et al. 2024", "the SFT model's 64 answers to each of 64 "
+                 "held-out prompts (the ceiling's), in groups of G",
+                 "std of the group-mean baseline " + ", ".join(
+                     f"{s:.3f} (G = {G})" for s, G in zip(std_g, GROUP_SIZES)) +
+                 "; groups with one reward for all (no gradient) " + ", ".join(
+                     f"{z:.2f}" for z in zero_g) + "; seconds to sample G answers per prompt: "
+                 f"x{ratio(sec_g[-1], sec_g[0]):.1f} from G = {GROUP_SIZES[0]} to "
+                 f"{GROUP_SIZES[-1]}")
+
+
+CHECKS = [loss_starts_at_ln2, models_in_memory, group_size_lowers_variance]
 
 
 def higher_beta_lower_kl(m):
@@ -72,14 +118,18 @@ def higher_beta_lower_kl(m):
 
 
 def sft_learning_rate_hurts(res) -> Claim:
-    """Holds when DPO at SFT's learning rate (1e-3) ends below the SFT model on every seed;
-    does not hold when above it on every seed."""
-    a, s, d = paired(res.column("dpo_sft_lr", "", "reward_mean"), res.sft_column(),
-                     res.column(DPO.name, DV, "reward_mean"))
-    return Claim("DPO needs a learning rate far below SFT's; at SFT's it ends worse than the "
-                 "SFT model", SECOND, EXTRAS["dpo_sft_lr"][-1] + " (SFT's; the default is 2e-4)",
-                 f"true reward {ms(a)} at 1e-3 against {ms(s)} for the SFT model and {ms(d)} "
-                 "at 2e-4", verdict(every(a, s, above=False), every(a, s)), a + s)
+    """The paper's loss (no NLL term), at SFT's learning rate (1e-3) and at 1/33 of it (3e-5,
+    inside the article's 10-50x). Holds when at SFT's rate it ends below the SFT model on every
+    seed and at 1/33 of it above; does not hold when at SFT's rate it ends above the SFT model
+    on every seed; mixed otherwise."""
+    high, low, s = paired(res.column("paper_dpo_sft_lr", "", "reward_mean"),
+                          res.column("paper_dpo_low_lr", "", "reward_mean"), res.sft_column())
+    return Claim("DPO needs a learning rate 10-50x below SFT's; at SFT's it ends worse than the "
+                 "SFT model", SECOND, f"{EXTRAS['paper_dpo_sft_lr'][-1]} (SFT's) and "
+                 f"{EXTRAS['paper_dpo_low_lr'][-1]} (1/33 of it)",
+                 f"true reward {ms(high)} at 1e-3 and {ms(low)} at 3e-5, against {ms(s)} for the "
+                 "SFT model", verdict(every(high, s, above=False) and every(low, s),
+                                      every(high, s)), high + low + s)
 
 
 def small_set_overfits(res) -> Claim:
@@ -120,7 +170,8 @@ def simpo_stops_length(res) -> Claim:
                             res.column("simpo_long_judge", "", "mean_length"),
                             res.column(SIMPO.name, "2.0", "mean_length"))
     gain_d, gain_s = mean(dl) - mean(d0), mean(sl) - mean(s0)
-    return Claim("SimPO's length normalisation prevents it", f"{SECOND}; Meng et al. 2024",
+    return Claim("SimPO's length normalisation keeps a length-biased labeller from teaching "
+                 "length", f"{OWN} (SimPO: Meng et al. 2024)",
                  EXTRAS["simpo_long_judge"][-1],
                  f"SimPO's answers {ms(sl, '.1f')} tokens against {ms(s0, '.1f')} with the true "
                  f"labeller: {gain_s:+.1f} against DPO's {gain_d:+.1f}",
@@ -203,20 +254,6 @@ def lora_and_simpo_halve_memory(res) -> Claim:
                  f"partly: {halved[0]} only" if halved else "does not hold", list(pct.values()))
 
 
-def models_in_memory(res) -> Claim:
-    """Holds when the scripts held 4 (RLHF), 2 (DPO) and 2 (GRPO) distinct sets of weights as
-    training started, on every seed (measured: models_in_memory in the first logged step)."""
-    used = resources(res, (PPO, DPO, GRPO))
-    held = {m: used[m.name]["models"] for m in (PPO, DPO, GRPO)}
-    said = {PPO: 4, DPO: 2, GRPO: 2}
-    return Claim("RLHF holds 4 models, DPO and GRPO 2", FIRST,
-                 f"{command(PPO, '0.05')}, {command(DPO, DV)}, {command(GRPO, '0.04')}: "
-                 "models_in_memory, logged at step 0", ", ".join(
-                     f"{m.title}: {ms(held[m], '.1f')}" for m in held),
-                 verdict(all(held[m] and all(x == said[m] for x in held[m]) for m in held)),
-                 [x for m in held for x in held[m]])
-
-
 def memory_ratios(res) -> Claim:
     """Holds when DPO's and GRPO's memory on the 25M-parameter model are within 15 points of
     40% and 60% of RLHF's (reward model and PPO, the larger); "the order holds" when only
@@ -275,27 +312,32 @@ def ppo_less_stable(res) -> Claim:
                  [*spread[PPO], *spread[DPO]])
 
 
+def nearest(res, m, key: str = "gap") -> tuple[str, list[float]]:
+    """(knob value, its distances per seed) of m's run nearest the ceiling: the least mean
+    reward gap, or the highest mean KL efficiency."""
+    by_value = {v: distance(res, m, v, key) for v in m.values if distance(res, m, v, key)}
+    if not by_value:
+        return "", []
+    pick = min if key == "gap" else max
+    v = pick(by_value, key=lambda u: mean(by_value[u]))
+    return v, by_value[v]
+
+
 def dpo_matches_ppo(res) -> Claim:
-    """Each side's frontier is the upper envelope of its five runs (three knob values, the
-    learning rate x 0.5 and x 2 at the middle one). Holds when at every PPO envelope point
-    DPO + NLL's envelope reaches, at no more KL, a mean reward within one seed std of PPO's;
-    does not hold when it reaches none; partly otherwise."""
-    dpo, ppo = (envelope(points(res, m, extras=ENVELOPES[m.name])) for m in (DPO, PPO))
-    matched = []
-    for p in ppo:
-        best = max((mean(d["reward"]) for d in dpo if mean(d["kl"]) <= mean(p["kl"])),
-                   default=None)
-        matched.append((p, best, best is not None and best >= mean(p["reward"]) - std(p["reward"])))
-    ok = [m for *_, m in matched]
+    """Judged by the distance from the ceiling, which puts every run on one scale whatever KL it
+    spent: each method at its knob value nearest the ceiling (least mean reward gap, R*(KL) -
+    R). Holds when DPO + NLL's gap is at most PPO's plus one seed std (the larger of the two);
+    does not hold when it is more."""
+    (dv, dgap), (pv, pgap) = nearest(res, DPO), nearest(res, PPO)
+    spread = max(std(dgap), std(pgap)) if dgap and pgap else math.nan
+    eff = {m: nearest(res, m, "efficiency") for m in (DPO, PPO)}
     return Claim("DPO matches or beats PPO on the reward-vs-KL frontier",
-                 f"{SECOND}; Rafailov et al. 2023, Fig. 2", "the envelopes of DPO + NLL's and "
-                 "PPO's five runs each: the knob's three values, the learning rate x 0.5 and x 2",
-                 "; ".join(f"PPO ({p['label']}) {ms(p['reward'])} at {mean(p['kl']):.2f} nats: "
-                           "DPO " + (f"{best:.3f}" if best is not None else "none at that KL")
-                           for p, best, _ in matched) + "; DPO's envelope: " + ", ".join(
-                     f"{mean(d['reward']):.3f} at {mean(d['kl']):.2f} ({d['label']})" for d in dpo),
-                 "holds" if ok and all(ok) else "partly" if any(ok) else "does not hold",
-                 [mean(p["reward"]) for p in ppo + dpo])
+                 f"{SECOND}; Rafailov et al. 2023, Fig. 2", f"{command(DPO, 'B')}, B = "
+                 f"{', '.join(DPO.values)}; {command(PPO, 'K')}, K = {', '.join(PPO.values)}",
+                 f"reward gap to the ceiling: DPO + NLL {ms(dgap)} (beta {dv}), PPO {ms(pgap)} "
+                 f"(kl_coef {pv}); KL efficiency: DPO + NLL {ms(eff[DPO][1], '.0%')}, PPO "
+                 f"{ms(eff[PPO][1], '.0%')}", verdict(mean(dgap) <= mean(pgap) + spread),
+                 [mean(dgap), mean(pgap), spread])
 
 
 def dpo_reaches_its_optimum(res) -> Claim:
@@ -345,54 +387,58 @@ def online_dpo_beats_offline(res) -> Claim:
 
 def online_ceiling_above_dpo(res) -> Claim:
     """The performance ceiling, with one reward on both sides (the judge that labels DPO's
-    pairs): each method's best knob value's mean true reward. Holds when an online method's
-    is above offline DPO + NLL's on every seed (each at its best value); does not hold when
-    none is above it on the mean; mixed otherwise."""
+    pairs): the article's GRPO (group-std advantage, KL in the loss) against DPO + NLL, each
+    at its knob value of highest mean true reward (the same choice on both sides; the other
+    online methods are not picked from). Holds when GRPO's true reward is above DPO's on every
+    seed; does not hold when below on the mean; mixed otherwise."""
     def best(m):
         rewards = {v: res.column(m.name, v, "reward_mean") for v in m.values}
         v = max(rewards, key=lambda u: mean(rewards[u].values()))
         return v, rewards[v]
-    dv, dpo = best(DPO)
-    online = {METHODS[name]: best(METHODS[name]) for name in ONLINE}
-    above = [m for m, (_, r) in online.items() if every(*paired(r, dpo))]
+    (dv, dpo), (gv, grpo) = best(DPO), best(GRPO_JUDGE)
+    g, d = paired(grpo, dpo)
     return Claim("An online method's ceiling is above DPO's (online optimisation against "
                  "offline limitations), with the same reward on both sides",
-                 f"{FIRST} (method selection: performance ceiling)", "each online method and "
-                 "DPO + NLL at its best knob value, all on the judge's reward",
-                 f"DPO + NLL {ms(dpo.values())} (beta {dv}); " + "; ".join(
-                     f"{m.title} {ms(r.values())} ({m.knob} {v})" for m, (v, r) in online.items()),
-                 "holds" if above else "does not hold" if all(
-                     mean(r.values()) <= mean(dpo.values()) for _, r in online.values())
-                 else "mixed", [mean(dpo.values())] + [mean(r.values()) for _, r in online.values()])
+                 f"{FIRST} (method selection: performance ceiling)", f"{command(GRPO_JUDGE, 'B')} "
+                 f"and {command(DPO, 'B')}, each at its best B", f"GRPO {ms(g)} (beta {gv}) "
+                 f"against DPO + NLL {ms(d)} (beta {dv})",
+                 verdict(every(g, d), mean(g) < mean(d)), g + d)
 
 
 def grpo_std_beats_rloo(res) -> Claim:
-    """GRPO divides each group's centred rewards by their std; RLOO subtracts the mean of the
-    other answers and does not scale. The same reward (the judge) and beta (rule:
-    side_by_side)."""
-    return side_by_side(res, GRPO_JUDGE, RLOO, "GRPO's group-std advantage learns more than "
-                        "RLOO's leave-one-out baseline", f"{FIRST} (GRPO: A = (r - mean) / "
-                        "std); Ahmadian et al. 2024 (RLOO)")
+    """GRPO (std-scaled group advantage, k3 in the loss) against RLOO (leave-one-out baseline,
+    k1 in the reward, whole answers), each at its knob value nearest the ceiling, by the reward
+    gap and by the KL efficiency: equal knob values would not be equal leashes. Holds when
+    GRPO is nearer by both measures; does not hold when farther by both; mixed otherwise."""
+    (gv, ggap), (rv, rgap) = nearest(res, GRPO_JUDGE), nearest(res, RLOO)
+    (ge, geff), (re, reff) = nearest(res, GRPO_JUDGE, "efficiency"), nearest(res, RLOO,
+                                                                             "efficiency")
+    nearer = [mean(ggap) < mean(rgap), mean(geff) > mean(reff)]
+    return Claim("GRPO's group-std advantage lands nearer the ceiling than RLOO",
+                 f"{OWN} (GRPO: Shao et al. 2024; RLOO: Ahmadian et al. 2024)",
+                 f"{command(GRPO_JUDGE, 'B')}, B = {', '.join(GRPO_JUDGE.values)}; "
+                 f"{command(RLOO, 'B')}, B = {', '.join(RLOO.values)}",
+                 f"reward gap GRPO {ms(ggap)} (beta {gv}) against RLOO {ms(rgap)} (beta {rv}); "
+                 f"KL efficiency GRPO {ms(geff, '.0%')} (beta {ge}) against RLOO "
+                 f"{ms(reff, '.0%')} (beta {re})", verdict(all(nearer), not any(nearer)),
+                 [mean(x) for x in (ggap, rgap, geff, reff)])
 
 
-def group_size_lowers_variance(res) -> Claim:
-    """Holds when the group-mean baseline's std falls at every step up in G and sampling G=16
-    took at least 4x as long as G=2; partly when only the first does."""
-    gb = res.group_baseline
-    std_g, sec_g, zero_g = ([mean(g[str(G)][k] for g in gb.values()) for G in GROUP_SIZES]
-                            for k in ("baseline_std", "sample_seconds", "frac_zero_std"))
-    falls = all(a > b for a, b in zip(std_g, std_g[1:]))
-    return Claim("A larger group G lowers the variance of GRPO's advantage, at a linear cost",
-                 f"{FIRST}; Shao et al. 2024", "measured here: the SFT model's 64 answers to "
-                 "each of 64 held-out prompts (the ceiling's), in groups of G",
-                 "std of the group-mean baseline " + ", ".join(
-                     f"{s:.3f} (G = {G})" for s, G in zip(std_g, GROUP_SIZES)) +
-                 "; groups with one reward for all (no gradient) " + ", ".join(
-                     f"{z:.2f}" for z in zero_g) + "; seconds to sample G answers per prompt: "
-                 f"x{sec_g[-1] / sec_g[0]:.1f} from G = {GROUP_SIZES[0]} to {GROUP_SIZES[-1]} "
-                 f"(linear: x{GROUP_SIZES[-1] // GROUP_SIZES[0]})",
-                 "holds" if falls and sec_g[-1] / sec_g[0] >= 4 else "partly" if falls
-                 else "does not hold", std_g + sec_g)
+def kl_in_the_reward_lands_nearer(res) -> Claim:
+    """GRPO with the KL in the reward (k1 summed over the answer, before the advantages) against
+    the paper's k3 in the loss, at the same betas, all else equal: the reward gap to the
+    ceiling at each beta. Holds when the reward's gap is smaller at every beta; does not hold
+    when larger at every beta; mixed otherwise."""
+    gaps = [(v, distance(res, GRPO_KL_REWARD, v, "gap"), distance(res, GRPO_JUDGE, v, "gap"))
+            for v in GRPO_JUDGE.values]
+    nearer = [mean(r) < mean(lo) for _, r, lo in gaps]
+    return Claim("Where the KL goes decides where GRPO lands: in the reward, nearer the "
+                 "ceiling than in the loss", f"{OWN} (Tang and Munos 2025: k3 in the loss "
+                 "follows KL(pi_ref || pi))", f"{command(GRPO_KL_REWARD, 'B')} against "
+                 f"{command(GRPO_JUDGE, 'B')}, B = {', '.join(GRPO_JUDGE.values)}",
+                 "; ".join(f"beta {v}: gap {ms(r)} in the reward, {ms(lo)} in the loss"
+                           for v, r, lo in gaps), verdict(all(nearer), not any(nearer)),
+                 [mean(x) for _, r, lo in gaps for x in (r, lo)])
 
 
 def grpo_sharpens(res) -> Claim:
@@ -425,17 +471,21 @@ def implicit_reward_separates(res) -> Claim:
                  f"on {ms(ira)} of the pairs", verdict(bool(ira) and min(ira) > 0.9), ira)
 
 
-CLAIMS = [loss_starts_at_ln2, higher_beta_lower_kl(PAPER), higher_beta_lower_kl(DPO),
-          sft_learning_rate_hurts, small_set_overfits, long_chosen_teach_length,
-          simpo_stops_length, ipo_bounds_the_margin,
+CLAIMS = [higher_beta_lower_kl(PAPER), higher_beta_lower_kl(DPO), sft_learning_rate_hurts,
+          small_set_overfits, long_chosen_teach_length, ipo_bounds_the_margin,
           beats_sft(KTO, "KTO works from binary labels (no pairs)",
                     f"{FIRST}; Ethayarajh et al. 2024"),
           beats_sft(ORPO, "ORPO works without an SFT stage", f"{SECOND}; Hong et al. 2024"),
-          needs_sft_first, onpolicy_beats_offpolicy, lora_and_simpo_halve_memory,
-          models_in_memory, memory_ratios, time_ratios, dpo_faster_than_rlhf, ppo_less_stable,
-          dpo_matches_ppo, dpo_reaches_its_optimum, online_dpo_beats_offline,
-          online_ceiling_above_dpo, grpo_std_beats_rloo, group_size_lowers_variance,
-          grpo_sharpens, win_rate_above_60, implicit_reward_separates]
+          needs_sft_first, onpolicy_beats_offpolicy, lora_and_simpo_halve_memory, memory_ratios,
+          time_ratios, dpo_faster_than_rlhf, ppo_less_stable, dpo_matches_ppo,
+          dpo_reaches_its_optimum, online_dpo_beats_offline, online_ceiling_above_dpo,
+          grpo_sharpens, win_rate_above_60, implicit_reward_separates,
+          # this project's own findings
+          simpo_stops_length, grpo_std_beats_rloo, kl_in_the_reward_lands_nearer]
+
+
+def checks(res) -> list[Check]:
+    return [c(res) for c in CHECKS]
 
 
 def judge(res) -> list[Claim]:

@@ -123,6 +123,8 @@ def main(argv=None) -> dict:
     except ValueError as e:
         sys.exit(f"error: {e}")
     out = Path(args.out or ("sweeps/compare_smoke" if args.smoke else "sweeps/compare")).resolve()
+    if out.exists() and not out.is_dir():
+        sys.exit(f"error: --out {out} is a file, not a folder")
     t0 = time.time()
     results = run_all(args.smoke, seeds, out, args.jobs)
     if not results.sft:

@@ -45,25 +45,38 @@ def best_of_n(rewards) -> dict[str, dict]:
                          kl_bound=ceiling.best_of_n_bound(n)) for n in BEST_OF}
 
 
+def unfinished(tokens, samples: int) -> np.ndarray:
+    """1.0 for each answer that never reached its end token, (prompts, samples): PPO takes
+    --missing_eos_penalty off its score."""
+    return np.array([float(not (t and t[-1] == end_id())) for t in tokens]).reshape(-1, samples)
+
+
 @torch.no_grad()
 def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
-    """PPO's score of each sampled answer: the reward model's, less the missing-EOS penalty."""
+    """The reward model's score of each sampled answer, (prompts, samples)."""
     rows = [prompt_ids(p) for p in prompts for _ in range(samples)]
-    scores = scores_of_answers(rm, rows, tokens)
-    finished = torch.tensor([float(bool(t) and t[-1] == end_id()) for t in tokens])
-    penalty = PPOConfig.missing_eos_penalty            # an answer that never ends loses it
-    return (scores.cpu() - penalty * (1 - finished)).numpy().reshape(-1, samples)
+    return scores_of_answers(rm, rows, tokens).cpu().numpy().reshape(-1, samples)
 
 
-def promised(rewards, scores) -> dict[str, dict[str, tuple]]:
-    """Where each method's own objective is minimised, read off on the true reward: the paper's
-    DPO loss on Bradley-Terry labels at temperature T, at beta, by pi ∝ pi_ref exp(r / (T beta))
-    (the ceiling at beta' = T beta); PPO, at kl_coef, by pi ∝ pi_ref exp(RM score / kl_coef)."""
-    paper, ppo = METHODS["paper_dpo"], METHODS["ppo"]
-    T = float(paper.flags["label_temperature"])
-    out = {paper.name: {v: ceiling.optimum(rewards, rewards, T * float(v)) for v in paper.values}}
-    if scores is not None:
-        out[ppo.name] = {v: ceiling.optimum(scores, rewards, float(v)) for v in ppo.values}
+def promised(rewards, rm, eos) -> dict[str, dict[str, tuple]]:
+    """Where each method's own objective is maximised, read off on the true reward, by the
+    Method.promise of each: "labels", the paper's DPO loss on Bradley-Terry labels at
+    temperature T, at beta, by pi ∝ pi_ref exp(r / (T beta)) (the ceiling at beta' = T beta);
+    "reward model", PPO at kl_coef by pi ∝ pi_ref exp(RM score / kl_coef); "true reward",
+    E[r] - beta KL(pi || pi_ref) by the ceiling at beta. PPO's score loses its missing-EOS
+    penalty on the answers that never end (eos: 1.0 for those). rm: the reward model's scores,
+    or None without one."""
+    out = {}
+    for m in METHODS.values():
+        penalty = PPOConfig.missing_eos_penalty * eos if m.script == "train_ppo.py" else 0.0
+        if m.promise == "labels":
+            T = float(m.flags["label_temperature"])
+            out[m.name] = {v: ceiling.optimum(rewards, rewards, T * float(v)) for v in m.values}
+        elif m.promise == "reward model" and rm is not None:
+            out[m.name] = {v: ceiling.optimum(rm - penalty, rewards, float(v)) for v in m.values}
+        elif m.promise == "true reward":
+            out[m.name] = {v: ceiling.optimum(rewards - penalty, rewards, float(v))
+                           for v in m.values}
     return out
 
 
@@ -135,7 +148,7 @@ def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
         rm = folder / "rm.pt"
         scores = rm_scores(load_checkpoint(rm, cls=ScoreModel)[0].eval(), prompts, tokens, M) \
             if rm.exists() else None
-        results.promised_by_seed[s] = promised(R, scores)
+        results.promised_by_seed[s] = promised(R, scores, unfinished(tokens, M))
         results.distance[s] = distances(results, s, R)
         results.group_baseline[s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
         control = results.runs_of("sft_control").get(s)

@@ -23,14 +23,18 @@ class Method:
     data: str                 # what it learns from
     trainable: str            # "model", "lora" or "model + critic"
     knobs: str                # the hyperparameters a user has to set
-    flags: dict = field(default_factory=dict)   # the last step's other flags, as typed
+    flags: dict = field(default_factory=dict)   # the last step's other flags (None: a switch)
     before: tuple[str, ...] = ()                # steps between train_sft.py and the last (PPO's RM)
+    # the objective whose optimum the method is promised (experiments/measure.py): "labels"
+    # (the paper's DPO on Bradley-Terry labels), "reward model" (PPO's) or "true reward" (E[r] -
+    # beta KL(pi || pi_ref) on the judge's reward); "" for none
+    promise: str = ""
 
     @property
     def steps(self) -> tuple[str, ...]:
         """The steps after train_sft.py, the last without its knob."""
-        return (*self.before, " ".join([self.script, *(f"--{k} {v}" for k, v in
-                                                      self.flags.items())]))
+        return (*self.before, " ".join([self.script, *(f"--{k}" if v is None else f"--{k} {v}"
+                                                      for k, v in self.flags.items())]))
 
     @property
     def stage(self) -> str:
@@ -40,10 +44,12 @@ class Method:
 
 DPO_KNOBS = "beta, learning rate"
 JUDGE = "prompts + the judge"
+GRPO_KNOBS = "beta, G, epsilon, learning rate"
+KL_IN_REWARD = ("0.02", "0.05", "0.1")    # beta of E[r] - beta KL: the same points of the ceiling
 METHODS = {m.name: m for m in [
     Method("paper_dpo", "DPO, the paper's loss (Bradley-Terry labels)", "train_dpo.py", "beta",
            ("0.1", "0.3", "1.0"), "preference pairs", "model", DPO_KNOBS,
-           flags={"rpo_alpha": "0", "label_temperature": "0.1"}),
+           flags={"rpo_alpha": "0", "label_temperature": "0.1"}, promise="labels"),
     Method("dpo", "DPO + NLL (RPO, the default)", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
            "preference pairs", "model", DPO_KNOBS + ", rpo_alpha"),
     Method("ipo", "IPO", "train_dpo.py", "beta", ("0.25", "0.5", "1.0"), "preference pairs",
@@ -59,48 +65,59 @@ METHODS = {m.name: m for m in [
     Method("lora_dpo", "LoRA-DPO (r = 8)", "train_dpo.py", "beta", ("0.03", "0.1", "0.3"),
            "preference pairs", "lora", DPO_KNOBS + ", rpo_alpha, rank, alpha",
            flags={"lora_rank": "8", "learning_rate": "2e-3"}),
-    Method("grpo", "GRPO", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
-           "prompts + a rule (correct or not)", "model", "beta, G, epsilon, learning rate"),
-    Method("ppo", "PPO + reward model (RLHF)", "train_ppo.py", "kl_coef", ("0.02", "0.05", "0.1"),
+    # the article's GRPO (a rule's reward) at its default beta only: the frontier's GRPO runs
+    # are on the judge's reward, below, which the full run's time budget spends its knobs on
+    Method("grpo", "GRPO", "train_grpo.py", "beta", ("0.04",),
+           "prompts + a rule (correct or not)", "model", GRPO_KNOBS),
+    Method("ppo", "PPO + reward model (RLHF)", "train_ppo.py", "kl_coef", KL_IN_REWARD,
            "preference pairs (the RM) + prompts", "model + critic",
            "kl_coef, vf_coef, epsilon, value_epsilon, gamma, lam, num_ppo_epochs, "
            "num_mini_batches, learning rate; the RM's learning rate, steps",
-           before=("train_rm.py",)),
-    # the same loops on the judge's reward: online methods against offline DPO
+           before=("train_rm.py",), promise="reward model"),
+    # the online methods on the judge's reward, the one that labels DPO's pairs
     Method("iterative_dpo", "Iterative DPO + NLL (3 rounds)", "train_dpo.py", "beta",
            ("0.03", "0.1", "0.3"), "prompts + the judge (pairs of its own answers)", "model",
            DPO_KNOBS + ", rpo_alpha, rounds", flags={"rounds": "3"}),
-    Method("grpo_judge", "GRPO (judge reward)", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
-           JUDGE, "model", "beta, G, epsilon, learning rate", flags={"reward": "judge"}),
-    Method("rloo", "RLOO (judge reward)", "train_grpo.py", "beta", ("0.01", "0.04", "0.16"),
-           JUDGE, "model", "beta, G, learning rate", flags={"reward": "judge", "advantage": "rloo"}),
-    Method("rejection_sampling", "Rejection sampling (judge reward)", "train_grpo.py", "beta",
-           ("0.01", "0.04", "0.16"), JUDGE, "model", "beta, G, learning rate",
-           flags={"reward": "judge", "advantage": "best"}),
+    Method("grpo_judge", "GRPO (judge reward), KL in the loss", "train_grpo.py", "beta",
+           ("0.01", "0.04", "0.16"), JUDGE, "model", GRPO_KNOBS, flags={"reward": "judge"}),
+    Method("grpo_kl_reward", "GRPO (judge reward), KL in the reward", "train_grpo.py", "beta",
+           ("0.01", "0.04", "0.16"), JUDGE, "model", GRPO_KNOBS,
+           flags={"reward": "judge", "kl_in": "reward"}),
+    # every answer in the loss (--no-mask_truncated): an answer cut off at the sampler's
+    # limit, left out, would leave the objective E[r] - beta KL whose optimum is promised
+    Method("dr_grpo", "Dr. GRPO (judge reward), KL in the reward", "train_grpo.py", "beta",
+           KL_IN_REWARD, JUDGE, "model", "beta, G, learning rate",
+           flags={"reward": "judge", "loss_type": "dr_grpo", "scale_rewards": "none",
+                  "kl_in": "reward", "no-mask_truncated": None}, promise="true reward"),
+    Method("rloo", "RLOO (judge reward)", "train_grpo.py", "beta", KL_IN_REWARD, JUDGE, "model",
+           "beta, G, epsilon, learning rate",
+           flags={"reward": "judge", "advantage": "rloo", "no-mask_truncated": None},
+           promise="true reward"),
+    Method("ppo_judge", "PPO on the true reward (no reward model)", "train_ppo.py", "kl_coef",
+           KL_IN_REWARD, "prompts + the judge", "model + critic",
+           "kl_coef, vf_coef, epsilon, value_epsilon, gamma, lam, num_ppo_epochs, "
+           "num_mini_batches, learning rate", flags={"reward": "judge"}, promise="true reward"),
 ]}
-ONLINE = ("iterative_dpo", "grpo_judge", "rloo", "rejection_sampling")
+ONLINE = ("iterative_dpo", "grpo_judge", "grpo_kl_reward", "dr_grpo", "rloo", "ppo_judge")
 # --eval_every of the middle knob's run, for the paths the plot draws (about 6 to 10 points)
-PATHS = {"paper_dpo": 25, "dpo": 25, "grpo": 25, "ppo": 10}
+PATHS = {"paper_dpo": 25, "dpo": 25, "grpo_judge": 25, "ppo": 10}
 EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's folder
     "sft_control": ("train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",),
-    "dpo_sft_lr": ("train_dpo.py --learning_rate 1e-3",),
+    # the paper's loss at SFT's learning rate (1e-3), and at 1/33 of it (the article's range)
+    "paper_dpo_sft_lr": ("train_dpo.py --rpo_alpha 0 --label_temperature 0.1 --beta 1.0 "
+                         "--learning_rate 1e-3",),
+    "paper_dpo_low_lr": ("train_dpo.py --rpo_alpha 0 --label_temperature 0.1 --beta 1.0 "
+                         "--learning_rate 3e-5",),
     "dpo_small_set": ("train_dpo.py --num_prompts 128",),
     "dpo_long_judge": ("train_dpo.py --length_bonus 0.03",),
     "simpo_long_judge": ("train_dpo.py --loss simpo --length_bonus 0.03",),
     "dpo_offpolicy": ("train_dpo.py --pair_source offpolicy --num_prompts 20000",),
     "dpo_from_pretrained": ("train_dpo.py --pair_source offpolicy --num_prompts 20000 "
                             "--allow_pretrained --init_from {out_dir}/pretrain.pt",),
-    # the learning rate x 0.5 and x 2 at the middle knob: each side's frontier is the envelope
-    # of five runs, the same tuning budget for DPO and PPO
-    "dpo_lr_half": ("train_dpo.py --beta 0.1 --learning_rate 1e-4",),
-    "dpo_lr_double": ("train_dpo.py --beta 0.1 --learning_rate 4e-4",),
-    "ppo_lr_half": ("train_rm.py", "train_ppo.py --kl_coef 0.05 --learning_rate 2.5e-5"),
-    "ppo_lr_double": ("train_rm.py", "train_ppo.py --kl_coef 0.05 --learning_rate 1e-4"),
 }
 # --smoke keeps every step seconds-long: these flags' values are replaced (--smoke itself
 # leaves flags given on the command line alone)
 SMOKE_FLAGS = {"--sft_steps": "20", "--num_prompts": "64"}
-ENVELOPES = {"dpo": ("dpo_lr_half", "dpo_lr_double"), "ppo": ("ppo_lr_half", "ppo_lr_double")}
 # The memory claims need a model whose weights and optimizer state, not the runtime, fill the
 # process: a 25M-parameter GPT (8 x 512), its SFT two steps long, each method a few steps at
 # one small batch shape (the same number of sequences per step) and a short evaluation.

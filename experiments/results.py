@@ -95,9 +95,14 @@ def paired(*columns: dict) -> list[list[float]]:
 
 
 def ms(values, f=".3f") -> str:
-    """'mean ± std' over the finite values (sample std; 0 for one value), or 'n/a'."""
-    s = summarize(list(values))
-    return "n/a" if not s["n"] else f"{s['mean']:{f}} ± {s['std']:{f}}"
+    """'mean ± std' over the finite values (sample std; 0 for one value), or 'n/a'; where some
+    values are NaN (a number the run could not have), how many the mean has: "(n = 2 of 3)"."""
+    values = list(values)
+    s = summarize(values)
+    if not s["n"]:
+        return "n/a"
+    out = f"{s['mean']:{f}} ± {s['std']:{f}}"
+    return out if s["n"] == len(values) else out + f" (n = {s['n']} of {len(values)})"
 
 
 def mean(values) -> float:
@@ -156,26 +161,6 @@ def resources(results: Results, methods) -> dict[str, dict]:
 def path_seconds(run: Run) -> float:
     """The seconds a run spent measuring its path (--eval_every), not training."""
     return sum(p["seconds"] for p in run.path)
-
-
-def points(results: Results, m, values=None, extras=()) -> list[dict]:
-    """A method's runs as points {label, kl: [per seed], reward: [per seed]}: at each knob
-    value, then the extra runs named (its learning-rate runs)."""
-    out = [{"label": f"{m.knob} {v}", "kl": list(results.column(m.name, v, "kl_to_ref").values()),
-            "reward": list(results.column(m.name, v, "reward_mean").values())}
-           for v in (m.values if values is None else values) if v in results.knobs_run(m.name)]
-    return out + [{"label": x, "kl": list(results.column(x, "", "kl_to_ref").values()),
-                   "reward": list(results.column(x, "", "reward_mean").values())}
-                  for x in extras if results.runs_of(x)]
-
-
-def envelope(pts: list[dict]) -> list[dict]:
-    """The upper envelope of points on the mean reward against mean KL: those that no other
-    point beats, with as much reward or more at as little KL or less. In order of KL."""
-    mean_of = [(mean(p["kl"]), mean(p["reward"]), p) for p in pts]
-    kept = [p for k, r, p in mean_of if not any(k2 <= k and r2 >= r and (k2, r2) != (k, r)
-                                                  for k2, r2, _ in mean_of)]
-    return sorted(kept, key=lambda p: mean(p["kl"]))
 
 
 def distance(results: Results, m, value: str, key: str) -> list[float]:

@@ -298,6 +298,8 @@ def main(argv=None) -> dict:
         sys.exit(f"error: {e}")
 
     out = Path(args.out).resolve()       # the scripts run with the repository as cwd
+    if out.exists() and not out.is_dir():
+        sys.exit(f"error: --out {out} is a file, not a folder")
     flags = [[a for k, v in point.items() for a in (f"--{k}", v)] for point in grid]
     runs, todo = plan([steps[:-1] + [steps[-1] + f] for f in flags], seeds, out)
     print(f"{len(runs)} runs ({len(seeds)} seeds x {len(grid)} grid points) in {out}",

@@ -39,6 +39,13 @@ def test_read_jsonl_errors_name_file_line_and_field(tmp_path):
     f.write_text('{"prompt": "a", "completion": 3}\n')
     with pytest.raises(DataError, match=r"d.jsonl:1: field 'completion' must be a string"):
         read_jsonl(f, ("prompt", "completion"))
+    f.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": " ", '
+                 '"rejected": "c"}\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2: field 'chosen' is empty"):
+        read_jsonl(f, ("prompt", "chosen", "rejected"))
+    f.write_text('{"prompt": "", "completion": "b"}\n')
+    with pytest.raises(DataError, match=r"d.jsonl:1: field 'prompt' is empty"):
+        read_jsonl(f, ("prompt", "completion"))
     f.write_text('{"prompt": "a",\n')
     with pytest.raises(DataError, match=r"d.jsonl:1: not valid JSON"):
         read_jsonl(f, ("prompt", "completion"))

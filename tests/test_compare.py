@@ -1,19 +1,19 @@
 """compare.py: the tie-free best-of-N KL against an exact computation, the plan (each seed's
 SFT model and reward model trained once for every method, its DPO runs from the SFT model in
-the seed's folder), the claim verdicts, the envelope, and the whole --smoke run (every method,
-the plot, the tables, compare.json's contract)."""
+the seed's folder), the claim verdicts, the typed results, and the whole --smoke run (every
+method, the plot, the tables, compare.json's contract)."""
 import json
 import math
 
 import pytest
 
 from experiments import compare, sweep
-from experiments.claims import judge, lora_and_simpo_halve_memory, memory_ratios
+from experiments.claims import checks, judge, lora_and_simpo_halve_memory, memory_ratios
 from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
 from experiments.report import memory_table
-from experiments.results import Log, Results, Run, envelope, every, ratio, verdict
+from experiments.results import Log, Results, Run, every, ms, ratio, verdict
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -40,18 +40,18 @@ def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_pa
     assert all(a[a.index("--init_from") + 1].startswith(("{seed_dir}/", "{out_dir}/")) for a in dpo)
 
 
-def test_the_envelope_keeps_the_points_nothing_beats():
-    pts = [{"label": lab, "kl": [k], "reward": [r]} for lab, k, r in
-           (("a", 1.0, 0.8), ("b", 2.0, 0.9), ("c", 2.5, 0.85), ("d", 0.5, 0.7), ("e", 3, 0.9))]
-    assert [p["label"] for p in envelope(pts)] == ["d", "a", "b"]   # c and e: b beats them
-
-
 def test_verdicts():
     assert every([0.9, 0.8], [0.7, 0.6]) and not every([0.9, 0.5], [0.7, 0.6])
     assert every([0.1, 0.2], [0.7, 0.6], above=False)
     assert not every([], [])                        # no seeds: nothing holds
     assert verdict(True) == "holds" and verdict(False) == "does not hold"
     assert verdict(False, False) == "mixed"
+
+
+def test_a_mean_with_a_nan_says_how_many_seeds_it_has():
+    assert ms([0.5, 0.7]) == "0.600 ± 0.141"
+    assert ms([0.5, math.nan, 0.7]) == "0.600 ± 0.141 (n = 2 of 3)"
+    assert ms([math.nan]) == "n/a"
 
 
 def test_memory_ratios_with_nothing_added_are_not_judged():
@@ -86,6 +86,13 @@ def test_results_survive_compare_json(tmp_path):
     assert run.logged("last", "rewards/margins") == 2.0
 
 
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        compare.main(["--smoke", "--out", str(tmp_path / "taken")])
+    assert "runs" not in capsys.readouterr().out                  # nothing was planned
+
+
 def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     results = compare.main(["--smoke", "--out", str(tmp_path)])
     assert not results.failed
@@ -95,21 +102,27 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     assert set(saved["best_of_n"]["0"]["4"]) == {"reward", "kl", "kl_bound"}
     assert len(saved["ceiling"]["0"]) >= 12 and {"beta", "kl", "reward"} <= set(
         saved["ceiling"]["0"][0])
-    paper, ppo = METHODS["paper_dpo"], METHODS["ppo"]
-    assert set(saved["promised"]) == {paper.name, ppo.name}
-    assert set(saved["promised"][paper.name]) == set(paper.values)
-    assert {"kl", "reward"} <= set(saved["promised"][paper.name]["0.1"])
+    promised = {m.name for m in METHODS.values() if m.promise}
+    assert set(saved["promised"]) == promised and len(promised) >= 3
+    for name in promised:
+        assert set(saved["promised"][name]) == set(METHODS[name].values)
+        assert {"kl", "reward"} <= set(saved["promised"][name][METHODS[name].values[0]])
     assert set(saved["memory"]) == {"DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF"}
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
     text = (tmp_path / "compare.md").read_text()
     for heading in ("## The frontier", "## The ceiling", "## Where the derivation", "## Resources",
                     "## Distance from the ceiling", "## Memory", "## The first article's",
-                    "## The articles' claims"):
+                    "## The articles' claims", "## Checks"):
         assert heading in text
     assert text.index("verdicts mean nothing") < text.index("## The frontier")
     rows = {c.claim: c for c in judge(results)}
-    assert rows["DPO's loss is ln 2 at the start (policy = reference)"].verdict == "holds"
     # the smoke run trains each method at one knob value: a claim about three is not judged
     assert rows["PPO is less stable than DPO"].verdict == "not run"
-    # the models each script held were measured, not written down
-    assert rows["RLHF holds 4 models, DPO and GRPO 2"].verdict == "holds"
+    # the checks carry no verdict; the models each script held were measured, not written
+    held = {c.what: c.measured for c in checks(results)}["RLHF holds 4 models, DPO and GRPO 2 "
+                                                           "(SimPO 1, LoRA 1, PPO on the true "
+                                                           "reward 3)"]
+    for title, n in (("PPO + reward model (RLHF)", 4), ("DPO + NLL (RPO, the default)", 2),
+                     ("SimPO", 1), ("LoRA-DPO (r = 8)", 1), ("GRPO", 2),
+                     ("PPO on the true reward (no reward model)", 3)):
+        assert f"{title}: {n} ± 0" in held

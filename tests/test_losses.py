@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from losses import (best_of_group_advantages, dpo_loss, grpo_advantages, grpo_loss, ipo_loss,
-                    kto_loss, kto_reference_point, log1mexp, nll_loss, orpo_loss,
-                    rloo_advantages, sequence_logps, simpo_loss, sft_loss)
+                    kl_penalised_rewards, kto_loss, kto_reference_point, log1mexp, nll_loss,
+                    orpo_loss, rloo_advantages, rloo_loss, sequence_logps, simpo_loss, sft_loss)
 
 
 def t(*values):
@@ -193,6 +193,73 @@ def test_grpo_kl_term_by_hand_and_its_gradient_pulls_toward_reference():
     assert (logps.grad[mask.bool()] < 0).all() and (logps.grad[~mask.bool()] == 0).all()
     loss_no_kl, m = grpo_loss(logps, logps.detach(), ref, zero_adv, mask, beta=0.0)
     assert loss_no_kl.item() == 0.0 and m["kl"] == 0.0
+
+
+def test_each_kl_estimator_by_hand():
+    logps, mask, _ = grpo_case()
+    ref = logps.detach() + 0.3                       # log pi - log pi_ref = -0.3 on every token
+    for estimator, per_token in (("k1", -0.3), ("k2", 0.3 ** 2 / 2),
+                                 ("k3", math.exp(0.3) - 0.3 - 1)):
+        loss, metrics = grpo_loss(logps, logps.detach(), ref, torch.zeros(2), mask, beta=0.5,
+                                  kl_estimator=estimator)
+        assert loss.item() == pytest.approx(0.5 * per_token, rel=1e-5), estimator
+        assert metrics["kl"] == pytest.approx(per_token, rel=1e-5), estimator
+    with pytest.raises(ValueError, match="kl_estimator"):
+        grpo_loss(logps, logps.detach(), ref, torch.zeros(2), mask, kl_estimator="k4")
+
+
+def test_kl_penalised_rewards_by_hand():
+    logps, mask, _ = grpo_case()
+    ref = torch.tensor([[-1.5, -1.0, 9.0], [-0.5, -1.0, 0.0]])   # 9.0: off the mask, ignored
+    # row 0: (-1 + 1.5) + (-2 + 1) = -0.5; row 1: 0 + 0.5 - 0.5 = 0
+    out = kl_penalised_rewards(torch.tensor([1.0, 0.2]), logps, ref, mask, beta=0.1)
+    assert out.tolist() == pytest.approx([1.0 + 0.05, 0.2])
+    assert not out.requires_grad                     # a reward: no gradient flows through it
+
+
+def trl_rloo_loss(rewards, logps, old_logps, ref_logps, mask, G, beta, eps):
+    """TRL's RLOOTrainer (trl/trainer/rloo_trainer.py, 1.x) re-derived in plain Python, one
+    answer at a time: the KL as the sum of old_logp - ref_logp over the answer's tokens, times
+    beta, off the reward; the mean of the group's other rewards as the baseline; the
+    sequence-level ratio exp(sum logp - sum old_logp), clipped; the mean over answers."""
+    N = len(rewards)
+    rows = [[t for t in range(len(mask[i])) if mask[i][t]] for i in range(N)]
+    penalised = [rewards[i] - beta * sum(old_logps[i][t] - ref_logps[i][t] for t in rows[i])
+                 for i in range(N)]
+    total = 0.0
+    for i in range(N):
+        group = range(i // G * G, i // G * G + G)
+        baseline = sum(penalised[j] for j in group if j != i) / (G - 1)
+        adv = penalised[i] - baseline
+        ratio = math.exp(sum(logps[i][t] - old_logps[i][t] for t in rows[i]))
+        total += -min(ratio * adv, min(max(ratio, 1 - eps), 1 + eps) * adv)
+    return total / N
+
+
+def test_rloo_matches_trls_formulas():
+    g = torch.Generator().manual_seed(0)
+    N, T, G, beta, eps = 8, 5, 4, 0.05, 0.2
+    logps = -torch.rand(N, T, generator=g, dtype=torch.float64)
+    old = logps + 0.2 * torch.randn(N, T, generator=g, dtype=torch.float64)  # some ratios clip
+    ref = logps + 0.3 * torch.randn(N, T, generator=g, dtype=torch.float64)
+    mask = (torch.rand(N, T, generator=g) > 0.3).double()
+    mask[:, 0] = 1.0
+    rewards = torch.rand(N, generator=g, dtype=torch.float64)
+    ours, metrics = rloo_loss(logps * mask, old * mask, rloo_advantages(
+        kl_penalised_rewards(rewards, old * mask, ref * mask, mask, beta), G), mask, epsilon=eps)
+    theirs = trl_rloo_loss(rewards.tolist(), logps.tolist(), old.tolist(), ref.tolist(),
+                           mask.tolist(), G, beta, eps)
+    assert ours.item() == pytest.approx(theirs, rel=1e-12)
+    assert 0 < metrics["clip_ratio"] < 1
+
+
+def test_rloo_loss_is_reinforce_on_the_whole_answer_at_ratio_one():
+    """One update per batch: the gradient of rloo_loss is -mean_i A_i grad log pi(y_i), each
+    answer's log-prob summed over its tokens (no 1 / length weight)."""
+    logps, mask, adv = grpo_case()
+    loss, _ = rloo_loss(logps * mask, (logps * mask).detach(), adv, mask)
+    loss.backward()
+    assert torch.allclose(logps.grad, -adv[:, None] * mask / 2)     # mean over N = 2 answers
 
 
 def test_grpo_clip_zeroes_gradient_past_the_band():

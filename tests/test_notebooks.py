@@ -1,11 +1,14 @@
-"""Every notebook runs top to bottom in its small mode, without a cell error."""
+"""Every notebook runs top to bottom in its small mode, without a cell error, through the
+command docs/notebooks.md gives (notebooks/execute.py)."""
+import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
+sys.path.insert(0, str(FOLDER))
+from execute import execute  # noqa: E402  (notebooks/ is a folder of notebooks, not a package)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +27,7 @@ def test_notebook_runs_top_to_bottom(path, scratch, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_SMALL", "1")       # smoke-sized runs (notebooks/common.py)
     monkeypatch.setenv("NOTEBOOK_OUT", str(scratch))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()  # raises on error
+    nb = execute(path, timeout=600)                                   # raises on a cell's error
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []))
     # each notebook's own loss matches losses.py until edited, and its checks print so

@@ -92,6 +92,11 @@ def test_bad_files_end_in_one_clear_line(bad_files, case, tmp_path):
     ("train_dpo.py", ["--learning_rate=-1e-4"], "--learning_rate must be > 0"),
     ("train_grpo.py", ["--num_generations", "1"], "--num_generations must be >= 2, got 1"),
     ("train_sft.py", ["--n_embd", "30"], "--n_embd 30 is not a multiple of --n_head 4"),
+    ("train_dpo.py", ["--rounds", "100", "--num_prompts", "8"],
+     "--rounds 100 is more rounds than --num_prompts 8"),
+    ("train_dpo.py", ["--loss", "kto", "--rounds", "2"], "--rounds is iterative DPO's"),
+    ("train_grpo.py", ["--advantage", "rloo", "--kl_in", "loss"],
+     "--advantage rloo puts the KL in the reward"),
 ])
 def test_bad_hyperparameters_end_in_one_clear_line(script, flags, message):
     status, err = cli(script, *flags)

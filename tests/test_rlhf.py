@@ -142,3 +142,18 @@ def test_sampling_from_a_reward_model_ends_in_one_clear_line(rm_dir):
     status, err = cli("sample.py", rm_dir / "rm.pt", "What is 1 + 2?")
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert "holds a reward model (a scalar head), where a language model is needed" in err
+
+
+def test_ppo_on_the_true_reward_holds_no_reward_model(sft_dir, tmp_path):
+    """--reward judge: the answers are scored by the toy world's reward (less the missing-EOS
+    penalty), so three models are held, and the evaluation has no reward model's score."""
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_ppo.PPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
+                                                 "--reward", "judge"])
+    metrics = train_ppo.main(cfg)
+    log = [json.loads(l) for l in (tmp_path / "ppo_metrics.jsonl").read_text().splitlines()]
+    assert log[0]["models_in_memory"] == 3 and "rm_score" not in metrics
+    for r in log:
+        assert r["objective/scores"] == pytest.approx(
+            r["objective/true_reward"] - cfg.missing_eos_penalty * r["completions/truncated"],
+            abs=1e-6)

@@ -15,12 +15,13 @@ def run(*args, stdin=""):
     return done.returncode, done.stdout, done.stderr
 
 
-def expected_output(ckpt, prompts, **kwargs) -> str:
-    """What sample.py must print: a header line, then each prompt and its answers."""
+def expected_output(ckpt, prompts, seed=0, **kwargs) -> str:
+    """What sample.py must print: a header line, then each prompt and its answers, prompt i
+    drawn with seed + i."""
     model = load_checkpoint(ckpt)[0].eval()
     lines = [f"{ckpt}: stage sft, {model.num_params() / 1e6:.2f}M parameters"]
-    for p in prompts:
-        lines += [f"> {p}"] + [f"  {a}" for a in sample.answer(model, p, **kwargs)]
+    for i, p in enumerate(prompts):
+        lines += [f"> {p}"] + [f"  {a}" for a in sample.answer(model, p, seed=seed + i, **kwargs)]
     return "\n".join(lines) + "\n"
 
 
@@ -55,10 +56,25 @@ def test_a_missing_checkpoint_ends_in_one_clear_line(tmp_path):
     assert status == 1 and "nope.pt: no such checkpoint" in err and "Traceback" not in err
 
 
-def test_an_empty_prompt_is_refused_and_an_unknown_one_is_flagged(sft_dir):
+def test_each_prompt_draws_its_own_samples(sft_dir):
+    ckpt = sft_dir[0] / "sft.pt"
+    status, out, err = run(ckpt, "What is 12 + 34?", "What is 12 + 34?", "--num_samples", "4")
+    assert status == 0, err
+    _, first, second = out.split("> What is 12 + 34?\n")
+    assert first != second                                   # the same question, new draws
+    assert run(ckpt, "What is 12 + 34?", "What is 12 + 34?", "--num_samples", "4")[1] == out
+
+
+def test_an_empty_prompt_is_skipped_and_an_unknown_one_is_flagged(sft_dir):
     ckpt = sft_dir[0] / "sft.pt"
     status, out, err = run(ckpt, "")
     assert status == 1 and "an empty prompt" in err and out == ""
+    status, out, err = run(ckpt, "What is 12 + 34?", "", "Which is larger, 47 or 38?")
+    assert status == 0, err
+    assert "(prompt 2 is empty: skipped)" in out and out.count("> ") == 2
+    model = load_checkpoint(ckpt)[0].eval()           # the third prompt draws with seed 0 + 2
+    assert out.endswith("> Which is larger, 47 or 38?\n" + "".join(
+        f"  {a}\n" for a in sample.answer(model, "Which is larger, 47 or 38?", seed=2)))
     status, out, err = run(ckpt, "Hello", "Waht is 47 + 38?", "What is 123 + 456?",
                            "What is 47 + 38?")
     assert status == 0 and out.count("(note: the model knows only") == 3

@@ -142,8 +142,11 @@ def test_each_flag_states_its_default_at_most_once_and_is_in_a_group(script, con
 
 
 @pytest.mark.parametrize("flags", [["--advantage", "rloo", "--reward", "judge"],
+                                   ["--advantage", "rloo", "--beta", "0"],
                                    ["--advantage", "best", "--reward", "judge"],
-                                   ["--loss_type", "dr_grpo"]])
+                                   ["--loss_type", "dr_grpo", "--scale_rewards", "none",
+                                    "--kl_in", "reward", "--no-mask_truncated"],
+                                   ["--kl_in", "loss", "--kl_estimator", "k2"]])
 def test_the_online_variants_train_and_evaluate(sft_dir, tmp_path, flags):
     shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
     cfg = parse_config(train_grpo.GRPOConfig, "", ["--smoke", "--out_dir", str(tmp_path), *flags])
@@ -151,6 +154,39 @@ def test_the_online_variants_train_and_evaluate(sft_dir, tmp_path, flags):
     log = [json.loads(l) for l in (tmp_path / "grpo_metrics.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all(math.isfinite(r["loss"]) for r in log)       # --smoke: 4 steps
     assert "kl_to_ref" in metrics and (tmp_path / "grpo.pt").is_file()
+
+
+@pytest.mark.parametrize("kl_in", ["loss", "reward"])
+def test_the_kl_goes_where_kl_in_says(sft_dir, tmp_path, monkeypatch, kl_in):
+    """--kl_in loss hands the loss the reference's log-probs; --kl_in reward hands it none and
+    takes beta x the sampling policy's log-ratio, summed over each answer, off its reward
+    before the advantages are made."""
+    from losses import grpo_loss, kl_penalised_rewards
+    seen = {"ref": [], "penalised": []}
+
+    def loss(logps, old_logps, ref_logps, advantages, mask, **kw):
+        seen["ref"].append(ref_logps)
+        seen["old"] = old_logps
+        return grpo_loss(logps, old_logps, ref_logps, advantages, mask, **kw)
+
+    def penalised(rewards, logps, ref_logps, mask, beta):
+        out = kl_penalised_rewards(rewards, logps, ref_logps, mask, beta)
+        seen["penalised"].append((logps, beta, out))
+        return out
+    advantages_of = train_grpo.advantages_of
+    monkeypatch.setattr(train_grpo, "kl_penalised_rewards", penalised)
+    monkeypatch.setattr(train_grpo, "advantages_of", lambda cfg, rewards, rng: (
+        seen.__setitem__("rewards", rewards), advantages_of(cfg, rewards, rng))[1])
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    train_grpo.main(parse_config(train_grpo.GRPOConfig, "", [
+        "--smoke", "--out_dir", str(tmp_path), "--max_steps", "1", "--beta", "0.5",
+        "--kl_in", kl_in]), loss_fn=loss)
+    if kl_in == "loss":
+        assert seen["ref"][0] is not None and not seen["penalised"]
+    else:
+        (logps, beta, out), = seen["penalised"]
+        assert seen["ref"] == [None] and beta == 0.5
+        assert torch.equal(logps, seen["old"]) and torch.equal(seen["rewards"], out)
 
 
 def test_iterative_dpo_samples_each_round_from_the_policy_as_it_is(sft_dir, tmp_path,

@@ -34,6 +34,9 @@ def test_bad_steps_are_refused(tmp_path, capsys):
         sweep.main(["--out", str(tmp_path), "train_nothing.py"])
     with pytest.raises(SystemExit, match="sets --seed"):
         sweep.main(["--out", str(tmp_path), "train_sft.py --seed 3"])
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        sweep.main(["--out", str(tmp_path / "taken"), "train_sft.py"])
 
 
 def test_two_seeds_then_a_grid_that_reuses_them(tmp_path):
