@@ -46,7 +46,7 @@ from losses import (AnswerLogps, answer_logps, dpo_loss, ipo_loss, kto_loss,
 from model import load_checkpoint, load_sft, merged, policy_and_reference, save_checkpoint
 from plumbing.distributed import all_gather, for_training, is_main, shard
 from plumbing.flags import ConfigError, LoRAConfig, flag, run_cli
-from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
+from plumbing.loop import TrainingRun, last_logged, make_optimizer, optimizer_step, set_lr
 from plumbing.run import finish, start_run
 
 
@@ -248,6 +248,9 @@ def train(cfg, policy, ref_model, sft_path, device, loss_fn=None) -> float:
     return data_seconds
 
 
+DASHBOARD = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+
+
 def dashboard(policy: AnswerLogps, chosen_rewards, rejected_rewards) -> dict:
     """The metrics every DPO user knows (TRL's names), detached."""
     logps = policy.total.detach()
@@ -341,6 +344,9 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
         ref_model = load_sft(sft_path, device).eval().requires_grad_(False)
     save_checkpoint(Path(cfg.out_dir) / f"{cfg.loss}.pt", merged(policy), asdict(cfg),
                     cfg.max_steps, stage=cfg.loss)
+    last = last_logged(Path(cfg.out_dir) / f"{cfg.loss}_metrics.jsonl", DASHBOARD)
+    print("the dashboard, the mean of the last 10 steps: " +
+          ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
     prompts = eval_prompts(cfg.eval_prompts)
     before, after, _ = against_reference(policy, ref_model, prompts, seed=cfg.seed, samples_path=
                                          Path(cfg.out_dir) / f"{cfg.loss}_samples.jsonl")

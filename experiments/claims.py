@@ -427,18 +427,22 @@ def grpo_std_beats_rloo(res) -> Claim:
 def kl_in_the_reward_lands_nearer(res) -> Claim:
     """GRPO with the KL in the reward (k1 summed over the answer, before the advantages) against
     the paper's k3 in the loss, at the same betas, all else equal: the reward gap to the
-    ceiling at each beta. Holds when the reward's gap is smaller at every beta; does not hold
-    when larger at every beta; mixed otherwise."""
-    gaps = [(v, distance(res, GRPO_KL_REWARD, v, "gap"), distance(res, GRPO_JUDGE, v, "gap"))
-            for v in GRPO_JUDGE.values]
-    nearer = [mean(r) < mean(lo) for _, r, lo in gaps]
+    ceiling and the KL efficiency at each beta (the gap alone favours whichever spent more KL
+    where the ceiling is flat). Holds when the reward's is nearer by both at every beta; does
+    not hold when farther by both at every beta; mixed otherwise."""
+    rows = [(v, *(distance(res, m, v, key) for m in (GRPO_KL_REWARD, GRPO_JUDGE)
+                  for key in ("gap", "efficiency"))) for v in GRPO_JUDGE.values]
+    nearer = [mean(rg) < mean(lg) and mean(re) > mean(le) for _, rg, re, lg, le in rows]
+    farther = [mean(rg) > mean(lg) and mean(re) < mean(le) for _, rg, re, lg, le in rows]
     return Claim("Where the KL goes decides where GRPO lands: in the reward, nearer the "
                  "ceiling than in the loss", f"{OWN} (Tang and Munos 2025: k3 in the loss "
                  "follows KL(pi_ref || pi))", f"{command(GRPO_KL_REWARD, 'B')} against "
                  f"{command(GRPO_JUDGE, 'B')}, B = {', '.join(GRPO_JUDGE.values)}",
-                 "; ".join(f"beta {v}: gap {ms(r)} in the reward, {ms(lo)} in the loss"
-                           for v, r, lo in gaps), verdict(all(nearer), not any(nearer)),
-                 [mean(x) for _, r, lo in gaps for x in (r, lo)])
+                 "; ".join(f"beta {v}: gap {ms(rg)} and KL efficiency {ms(re, '.0%')} in the "
+                           f"reward, {ms(lg)} and {ms(le, '.0%')} in the loss"
+                           for v, rg, re, lg, le in rows),
+                 verdict(all(nearer), all(farther)),
+                 [mean(x) for _, *cols in rows for x in cols])
 
 
 def grpo_sharpens(res) -> Claim:

@@ -36,10 +36,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from experiments import sweep
 from experiments.measure import measure
 from experiments.methods import chains, memory_chains, stage_of
-from experiments.report import plot, report
+from experiments.report import SMOKE_BANNER, plot, report
 from experiments.results import Log, Results, Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +117,14 @@ def main(argv=None) -> dict:
                         "docs/frontier.png; none with --smoke)")
     parser.add_argument("--smoke", action="store_true",
                         help="one seed, seconds-long runs, the first knob value of each method")
+    parser.add_argument("--report", metavar="COMPARE_JSON", default=None,
+                        help="train and measure nothing: draw the plot and write the report "
+                        "from a compare.json (e.g. docs/compare.json) into --out (default: its "
+                        "folder)")
     args = parser.parse_args(argv)
+    if args.report:
+        return draw(Results.load(args.report), Path(args.out or Path(args.report).parent),
+                    args.figure and Path(args.figure))
     try:
         seeds = sweep.parse_seeds(args.seeds or (["0"] if args.smoke else ["0-2"]))
         if args.jobs < 1:
@@ -132,16 +141,28 @@ def main(argv=None) -> dict:
     print("measuring the ceiling, best-of-N, the promised points, GRPO's group baseline and "
           "the SFT control's KL", flush=True)
     measure(results, [int(s) for s in results.sft], out, args.smoke)
+    results.date, results.seconds, results.smoke = time.strftime("%Y-%m-%d"), time.time() - t0, \
+        args.smoke
+    results.machine = f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}"
     results.save(out / "compare.json")
-    figures = [out / "frontier.png"]
-    if args.figure or not args.smoke:
-        figures.append(Path(args.figure or ROOT / "docs" / "frontier.png"))
+    figure = Path(args.figure) if args.figure else None if args.smoke else \
+        ROOT / "docs" / "frontier.png"
+    return draw(results, out, figure)
+
+
+def draw(results: Results, out: Path, figure: Path | None) -> Results:
+    """The plot (in OUT/frontier.png, and at `figure`) and the report (OUT/compare.md, and on
+    the terminal, where a --smoke report's banner comes again at the end, to be seen)."""
+    figures = [out / "frontier.png", *([figure] if figure else [])]
+    out.mkdir(parents=True, exist_ok=True)
     plot(results, figures)
-    text = report(results, seeds, time.time() - t0, args.smoke)
+    text = report(results)
     (out / "compare.md").write_text(text + "\n")
     print(text)
-    print(f"\nresults: {out / 'compare.md'}, compare.json; plot: "
+    print(f"\nthe report: {out / 'compare.md'}; the plot: "
           f"{', '.join(map(str, figures))}")
+    if results.smoke:                                   # the banner, first in the file, and
+        print("\n" + SMOKE_BANNER)                     # last on the terminal
     return results
 
 

@@ -1,9 +1,7 @@
 """compare.py's report: the frontier plot (true reward against KL to the SFT model), and the
 frontier, resources, method-selection and claims tables, each cell a mean ± std over seeds."""
 
-import time
-
-import torch
+import math
 
 from experiments.claims import checks, judge
 from experiments.ceiling import best_of_n_bound
@@ -64,19 +62,27 @@ def plot(res: Results, paths: list) -> None:
     bon = frontier_points(res)[BEST_OF_N]
     ax.plot([best_of_n_bound(n) for n in BEST_OF], [mean(p["reward"]) for p in bon], ":",
             color="gray", lw=1, label="best-of-N at the tie-free bound log N - (N-1)/N")
-    colors = plt.cm.tab20(range(20))
-    markers = "os^vDP<>hXp*dH"
-    for i, (name, pts) in enumerate(frontier_points(res).items()):
+    colors = dict(zip(METHODS, plt.cm.tab20(range(20))))             # a method's color
+    markers = dict(zip(METHODS, "os^vDP<>hXp*dH1234"))
+    titles = {m.title: name for name, m in METHODS.items()}
+    shown = []                                       # the KLs drawn: the axis must hold them
+    for name, pts in frontier_points(res).items():
         x, y = [mean(p["kl"]) for p in pts], [mean(p["reward"]) for p in pts]
+        finite = [k for k, r in zip(x, y) if math.isfinite(k) and math.isfinite(r)]
+        if not finite:                               # nothing to draw: no legend entry either
+            continue
+        shown += finite
+        m = titles.get(name)
         style = dict(color="gray", ls="--", marker="s") if name == BEST_OF_N else \
-            dict(color="black", ls="", marker="*", ms=9) if i >= len(METHODS) else \
-            dict(color=colors[i], marker=markers[i % len(markers)])
+            dict(color="black", ls="", marker="*", ms=9) if m is None else \
+            dict(color=colors[m], marker=markers[m])
         ax.errorbar(x, y, xerr=[std(p["kl"]) for p in pts], yerr=[std(p["reward"]) for p in pts],
                     capsize=2, lw=1.2, label=name, **{"ms": 6, **style})
     draw_paths(ax, res, colors)
     draw_promises(ax, res, colors)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=-0.05)               # a KL estimate can dip below 0; the axis need not
+    # a KL estimated from a few hundred answers can dip below 0 (frontier_table says why)
+    ax.set_xlim(left=min(-0.05, 1.2 * min(shown, default=0.0)))
     ax.set_xlabel("KL(policy || SFT model), nats per answer (symlog axis)")
     ax.set_ylabel("true reward of the answers to held-out prompts")
     n = len(res.sft)
@@ -95,7 +101,7 @@ def plot(res: Results, paths: list) -> None:
 def draw_paths(ax, res: Results, colors) -> None:
     """Each PATHS method's middle run, checkpoint by checkpoint (the DPO paper's Figure 2):
     the SFT model's point, then the mean over seeds of each measured step."""
-    for i, m in enumerate(METHODS.values()):
+    for m in METHODS.values():
         if m.name not in PATHS:
             continue
         runs = res.runs_of(m.name, m.values[1]).values()
@@ -104,19 +110,18 @@ def draw_paths(ax, res: Results, colors) -> None:
         xs = [0.0] + [mean(p["kl"] for p in pts) for pts in at_step]
         ys = [mean(res.sft_column().values())] + [mean(p["reward"] for p in pts)
                                                   for pts in at_step]
-        ax.plot(xs, ys, "-", color=colors[i], lw=0.7, alpha=0.8)
+        ax.plot(xs, ys, "-", color=colors[m.name], lw=0.7, alpha=0.8)
 
 
 def draw_promises(ax, res: Results, colors) -> None:
     """Where a method's own objective is minimised at each knob value (hollow, in the
     method's color), an arrow from there to where training landed."""
     for name, promised in res.promised.items():
-        i = list(METHODS).index(name)
         for v, p in promised.items():
             reached = [mean(res.column(name, v, k).values()) for k in ("kl_to_ref", "reward_mean")]
-            ax.plot([p["kl"]], [p["reward"]], "o", mfc="none", mec=colors[i], mew=1.5, ms=9)
+            ax.plot([p["kl"]], [p["reward"]], "o", mfc="none", mec=colors[name], mew=1.5, ms=9)
             ax.annotate("", xy=reached, xytext=(p["kl"], p["reward"]),
-                        arrowprops=dict(arrowstyle="->", color=colors[i], lw=0.8, alpha=0.7))
+                        arrowprops=dict(arrowstyle="->", color=colors[name], lw=0.8, alpha=0.7))
 
 
 def ceiling_table(res: Results) -> str:
@@ -147,8 +152,14 @@ def frontier_table(res: Results) -> str:
                 if name == BEST_OF_N else ""
             rows.append([name, p["label"], ms(p["kl"], ".2f") + bound, ms(p["reward"]),
                          ms(p["win"]) if p["win"] else "", len(p["reward"])])
+    negative = [mean(p["kl"]) for pts in frontier_points(res).values() for p in pts
+                if mean(p["kl"]) < 0]
+    note = (f"\n\nA KL below 0 (here down to {min(negative):.2f}) is an estimate: the mean "
+            "over a few hundred sampled answers of log pi - log pi_ref, for a policy that has "
+            "barely moved from the SFT model. The KL itself is never below 0; the estimate's "
+            "error is about that size.") if negative else ""
     return md_table(["method", "knob", "KL to SFT (nats)", "true reward", "win rate vs SFT",
-                     "n"], rows)
+                     "n"], rows) + note
 
 
 def promised_table(res: Results) -> str:
@@ -282,17 +293,17 @@ def selection_table(res: Results) -> str:
     return md_table(["", "RLHF (reward model + PPO)", "DPO (+ NLL)", "GRPO"], rows)
 
 
-def report(res: Results, seeds: list[int], seconds: float, smoke: bool) -> str:
-    n = len(res.sft)
+SMOKE_BANNER = ("**A --smoke report: every number below comes from seconds-long runs of tiny "
+                "models, so the verdicts mean nothing; they show that the report is whole.**")
+
+
+def report(res: Results) -> str:
+    n, seeds = len(res.sft), ", ".join(sorted(res.sft, key=int))
     failed = f"\n\nFailed runs: {', '.join(res.failed)}." if res.failed else ""
-    warning = ["**A --smoke report: every number below comes from seconds-long runs of tiny "
-               "models, so the verdicts mean nothing; they show that the report is whole.**"] \
-        if smoke else []
     return "\n\n".join([
-        f"# compare.py: every method on one task (seeds {', '.join(map(str, seeds))}; "
-        f"n = {n} per cell unless a cell says otherwise)", *warning,
-        f"{time.strftime('%Y-%m-%d')}, {seconds:.0f} s wall for this call, torch "
-        f"{torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}.{failed}",
+        f"# compare.py: every method on one task (seeds {seeds}; n = {n} per cell unless a "
+        f"cell says otherwise)", *[SMOKE_BANNER] * res.smoke,
+        f"{res.date}, {res.seconds:.0f} s wall, {res.machine}.{failed}",
         "## The frontier (the plot's numbers)", frontier_table(res),
         "## The ceiling (the KL-regularised optimum pi*)", ceiling_table(res),
         "## Where the derivation says a run should land", promised_table(res),

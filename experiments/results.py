@@ -48,6 +48,10 @@ class Run:
 
 @dataclass
 class Results:
+    date: str = ""                                            # when compare.py made them
+    seconds: float = math.nan                                 # its wall time
+    machine: str = ""                                         # torch's version, CPU or CUDA
+    smoke: bool = False                                       # seconds-long runs of tiny models
     runs: list[Run] = field(default_factory=list)
     sft: dict[str, dict] = field(default_factory=dict)       # seed -> the SFT model's eval
     memory: dict[str, dict[str, float]] = field(default_factory=dict)  # MiB added, per seed

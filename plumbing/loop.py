@@ -218,6 +218,13 @@ def read_back(pending: list, stop: bool, device) -> bool:
     return stop > 0
 
 
+def last_logged(path, names, steps: int = 10) -> dict[str, float]:
+    """The mean of each named metric over the last `steps` lines of a metrics file (the names
+    some line lacks are left out)."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()][-steps:]
+    return {n: sum(r[n] for r in rows) / len(rows) for n in names if all(n in r for r in rows)}
+
+
 class MetricsLog:
     """One JSON object a line: {"step": ..., name: value, ...}, for the notebooks to plot.
     A resumed run keeps the lines before its first step and rewrites the rest."""

@@ -83,8 +83,17 @@ def own_folder_command(cfg, changed: list[str]) -> str:
     name = "_".join(f"{k}{getattr(cfg, k)}" for k in changed[:3])
     inputs = [f"--{k} {Path(cfg.out_dir) / f}" for k, f in cfg.inputs().items()
               if not getattr(cfg, k)]
-    return " ".join(["python", Path(sys.argv[0]).name, *map(shlex.quote, keep),
+    return " ".join([interpreter(), Path(sys.argv[0]).name, *map(shlex.quote, keep),
                      f"--out_dir {Path(cfg.out_dir) / name}", *inputs])
+
+
+def interpreter() -> str:
+    """The Python this run was started with, as a command line would name it: .venv/bin/python
+    when it lies under the working folder, else python."""
+    try:
+        return str(Path(sys.executable).relative_to(Path.cwd()))
+    except ValueError:
+        return "python"
 
 
 def set_seed(seed: int) -> None:

@@ -232,8 +232,11 @@ def test_a_run_with_other_settings_does_not_replace_the_last_ones_checkpoint(sft
         in err and "--overwrite" in err and "Traceback" not in err
     assert digest(tmp_path / "dpo.pt") == before
     # the advice is a command that runs: its own folder, the SFT model it needs named
-    advice = next(line.strip() for line in err.splitlines() if line.startswith("    python "))
-    script, *args = shlex.split(advice)[1:]
+    advice = next(line.strip() for line in err.splitlines()
+                  if line.startswith("    ") and "train_dpo.py" in line)
+    python, script, *args = shlex.split(advice)
+    assert python == ".venv/bin/python" if (ROOT / ".venv") in Path(sys.executable).parents \
+        else python.endswith("python")           # the interpreter the README's commands name
     assert f"--init_from {tmp_path / 'sft.pt'}" in advice
     assert cli(script, *args)[0] == 0
     assert torch.load(tmp_path / "beta0.5" / "dpo.pt", weights_only=True)["train_config"]["beta"] \
