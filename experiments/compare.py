@@ -70,7 +70,7 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> Results:
                                 numbers=sweep.run_metrics(last),
                                 log=read_log(log) if log.exists() else None,
                                 path=read_lines(path) if path.exists() else [],
-                                folder=str(last.folder)))
+                                folder=str(last.folder.relative_to(out))))
     for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed
         results.sft[str(seed)] = json.loads((out / f"seed{seed}" / "sft_eval.json").read_text())
     names = list(memory_of)

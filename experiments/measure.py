@@ -153,7 +153,7 @@ def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
         results.group_baseline[s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
         control = results.runs_of("sft_control").get(s)
         if control:
-            more, _ = load_checkpoint(Path(control.folder) / "sft.pt")
+            more, _ = load_checkpoint(out / control.folder / "sft.pt")
             _, control_tokens = generate(more, prompts, seed=seed)
             results.sft_control_kl[s] = kl_to_reference(more, sft, prompts, control_tokens)
     results.promised = average_promised(results.promised_by_seed)

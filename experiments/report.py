@@ -62,7 +62,8 @@ def plot(res: Results, paths: list) -> None:
     bon = frontier_points(res)[BEST_OF_N]
     ax.plot([best_of_n_bound(n) for n in BEST_OF], [mean(p["reward"]) for p in bon], ":",
             color="gray", lw=1, label="best-of-N at the tie-free bound log N - (N-1)/N")
-    colors = dict(zip(METHODS, plt.cm.tab20(range(20))))             # a method's color
+    palette = [c for i, c in enumerate(plt.cm.tab20(range(20))) if i not in (14, 15)]  # no gray
+    colors = dict(zip(METHODS, palette))                            # a method's color
     markers = dict(zip(METHODS, "os^vDP<>hXp*dH1234"))
     titles = {m.title: name for name, m in METHODS.items()}
     shown = []                                       # the KLs drawn: the axis must hold them
@@ -74,8 +75,8 @@ def plot(res: Results, paths: list) -> None:
         shown += finite
         m = titles.get(name)
         style = dict(color="gray", ls="--", marker="s") if name == BEST_OF_N else \
-            dict(color="black", ls="", marker="*", ms=9) if m is None else \
-            dict(color=colors[m], marker=markers[m])
+            dict(color="black", ls="", marker="*" if name == "SFT model" else "P", ms=9) \
+            if m is None else dict(color=colors[m], marker=markers[m])
         ax.errorbar(x, y, xerr=[std(p["kl"]) for p in pts], yerr=[std(p["reward"]) for p in pts],
                     capsize=2, lw=1.2, label=name, **{"ms": 6, **style})
     draw_paths(ax, res, colors)

@@ -35,7 +35,7 @@ class Run:
     numbers: dict[str, float]  # every eval file its steps wrote, "stage/metric", and seconds
     log: Log | None = None     # its training metrics in brief
     path: list[dict] = field(default_factory=list)   # --eval_every's points, if any
-    folder: str = ""
+    folder: str = ""           # its folder, within compare.py's --out
 
     def get(self, metric: str, stage: str = "") -> float:
         """One of its eval numbers (its own stage's unless another is named), NaN if missing."""
@@ -49,7 +49,7 @@ class Run:
 @dataclass
 class Results:
     date: str = ""                                            # when compare.py made them
-    seconds: float = math.nan                                 # its wall time
+    seconds: float = 0.0                                      # its wall time
     machine: str = ""                                         # torch's version, CPU or CUDA
     smoke: bool = False                                       # seconds-long runs of tiny models
     runs: list[Run] = field(default_factory=list)

@@ -115,6 +115,9 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
                     "## The articles' claims", "## Checks"):
         assert heading in text
     assert text.index("verdicts mean nothing") < text.index("## The frontier")
+    # the report again from compare.json alone: the same page, nothing trained or measured
+    compare.main(["--report", str(tmp_path / "compare.json"), "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "compare.md").read_text() == text
     rows = {c.claim: c for c in judge(results)}
     # the smoke run trains each method at one knob value: a claim about three is not judged
     assert rows["PPO is less stable than DPO"].verdict == "not run"
