@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from losses import last_token_index
 
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 512

@@ -158,10 +158,11 @@ def prepare(cfg, policy, ref_model, sft_path, device, round_=0):
         rows = read_preferences(cfg.data, unpaired)
     else:
         prompts = [r["prompt"] for r in rl_rows(n, seed=cfg.seed + 100 + round_)]
-        sampler = policy if round_ else ref_model or load_sft(sft_path, device)
-        answers = None if cfg.pair_source == "offpolicy" else kept_answers(
-            sampler, prompts, num_samples=cfg.samples_per_prompt, seed=cfg.seed + round_,
-            beside=None if round_ else sft_path)
+        answers = None                      # off-policy: the persona generator writes both
+        if cfg.pair_source == "onpolicy":   # the SFT model (SimPO and ORPO hold none: read it)
+            sampler = policy if round_ else ref_model or load_sft(sft_path, device)
+            answers = kept_answers(sampler, prompts, num_samples=cfg.samples_per_prompt,
+                                   seed=cfg.seed + round_, beside=None if round_ else sft_path)
         rows = preferences(prompts, answers, unpaired=unpaired, seed=cfg.seed,
                            desirable_reward=cfg.desirable_reward, length_bonus=cfg.length_bonus,
                            label_temperature=cfg.label_temperature)
@@ -318,8 +319,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
     t0, o, init = time.time(), OBJECTIVES[cfg.loss], cfg.input_path("init_from")
     if o.start == "sft.pt":
         sft_path, start = init, load_sft(init, device, cfg.allow_pretrained)
-    else:                        # ORPO: from the pretrained model; the SFT model beside it is
-        sft_path, start = init.with_name("sft.pt"), load_checkpoint(init, device)[0]   # only
+    else:                        # ORPO: from the pretrained model, the SFT model its baseline
+        sft_path, start = init.with_name("sft.pt"), load_checkpoint(init, device)[0]
         print(f"the policy starts from {init}; the SFT model {sft_path} is only its baseline")
     # pi_ref, the frozen SFT model, is held while training only where the loss (or --eval_every's
     # path) reads it: SimPO and ORPO train with the policy alone

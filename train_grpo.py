@@ -50,8 +50,7 @@ KL in the reward.
 Departures from DeepSeekMath's GRPO, and why:
 - The reward is the toy world's, not a learned reward model.
 - --num_iterations defaults to 1: one update per batch, so at that update the
-  policy *is* the old policy, the ratio is 1 (up to float rounding between two passes)
-  and the clip never acts; the
+  policy *is* the old policy, the ratio is exactly 1 and the clip never acts; the
   loss's gradient is then the plain policy gradient with group advantages. With
   more iterations old_logps are frozen at sampling time and the clip matters.
 - --loss_type and --scale_rewards offer the later fixes: Dr. GRPO (Liu et al. 2025)
@@ -198,15 +197,17 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
             batch = sample_and_score(policy, [prompts[i] for i in idx], cfg, rng, device)
             inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
             with torch.no_grad():   # log-probs at the sampling temperature: (N, T), 0 off the mask
-                old_logps = answer_token_logps(policy(inputs), targets, mask, cfg.temperature)
                 ref_logps = None if cfg.beta == 0 else \
                     answer_token_logps(ref_model(inputs), targets, mask, cfg.temperature)
-            rewards = batch["rewards"].to(device)                                # (N,)
-            if cfg.kl_in == "reward" and ref_logps is not None:       # r - beta KL, per answer
-                rewards = kl_penalised_rewards(rewards, old_logps, ref_logps, mask, cfg.beta)
-            advantages = advantages_of(cfg, rewards, rng)                        # (N,)
-            for _ in range(cfg.num_iterations):
+            for iteration in range(cfg.num_iterations):
                 logps = answer_token_logps(net(inputs), targets, mask, cfg.temperature)
+                if iteration == 0:   # the policy has not moved yet: this pass's log-probs,
+                    old_logps = logps.detach()          # frozen, are the sampling policy's
+                    rewards = batch["rewards"].to(device)                        # (N,)
+                    if cfg.kl_in == "reward" and ref_logps is not None:   # r - beta KL, per answer
+                        rewards = kl_penalised_rewards(rewards, old_logps, ref_logps, mask,
+                                                       cfg.beta)
+                    advantages = advantages_of(cfg, rewards, rng)                # (N,)
                 loss, stats = policy_loss(cfg, logps, old_logps, ref_logps, advantages, mask,
                                           loss_fn)
                 loss.backward()
@@ -236,10 +237,11 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
                                              cfg.lora_rank, cfg.lora_alpha,
                                              cfg.lora_targets.split(","))
+    estimator = f" ({cfg.kl_estimator})" if cfg.kl_in == "loss" else ""
     print(f"{cfg.advantage} advantages from {init}: {cfg.prompts_per_step} prompts x "
           f"{cfg.num_generations} answers per step, reward {cfg.reward}, beta {cfg.beta} with "
-          f"the KL in the {cfg.kl_in}" + (f" ({cfg.kl_estimator})" * (cfg.kl_in == "loss")) +
-          f", loss {'rloo' if cfg.advantage == 'rloo' else cfg.loss_type}")
+          f"the KL in the {cfg.kl_in}{estimator}, loss "
+          f"{'rloo' if cfg.advantage == 'rloo' else cfg.loss_type}")
     train(cfg, policy, ref_model if cfg.beta > 0 else None, device, loss_fn)
     train_seconds = time.time() - t0
     if not is_main():

@@ -186,9 +186,9 @@ def load_models(cfg, device):
     the SFT model with a new scalar head."""
     init = cfg.input_path("init_from")
     sft = load_sft(init, device, cfg.allow_pretrained)
-    if cfg.reward == "judge":    # no reward model; the critic, the SFT model with a new head,
-        rm, critic, scorer = None, ScoreModel.from_gpt(sft), "the true reward"
-        nn.init.zeros_(critic.head.weight)                      # starts at a value of 0
+    if cfg.reward == "judge":    # no reward model; the critic: a copy of the SFT model (made
+        rm, critic, scorer = None, ScoreModel.from_gpt(sft), "the true reward"   # before LoRA)
+        nn.init.zeros_(critic.head.weight)                      # and a new head, values 0
     policy, ref_model = policy_and_reference(sft, cfg.lora_rank, cfg.lora_alpha,
                                              cfg.lora_targets.split(","))
     if cfg.reward == "model":
@@ -224,9 +224,10 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
     before, after, (sft_tokens, tokens) = against_reference(
         policy, ref_model, prompts, seed=cfg.seed,
         samples_path=Path(cfg.out_dir) / "ppo_samples.jsonl")
-    ids = [prompt_ids(p) for p in prompts]
-    for metrics, answers in ((before, sft_tokens), (after, tokens)) if rm is not None else ():
-        metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()  # the RM's view
+    if rm is not None:                                       # the reward model's view of them
+        ids = [prompt_ids(p) for p in prompts]
+        for metrics, answers in ((before, sft_tokens), (after, tokens)):
+            metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()
     return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
                   f"\nSFT vs PPO on the {'true reward' if rm is None else 'reward model'} "
                   f"(kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
