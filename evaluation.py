@@ -30,7 +30,8 @@ import torch
 from data.batching import (MAX_NEW_TOKENS, chat_batch, decode_completion, encode_rows, end_id,
                            in_batches, prompt_ids, rollout_batch, write_jsonl)
 from data.pairs import pairs_from_samples
-from data.world import PERSONA_MIX, classify_persona, is_correct, reward
+from data.tokenizer import get_tokenizer
+from data.world import PERSONA_MIX, classify_persona, is_correct, parse_prompt, reward
 from losses import answer_logps
 from model import sample, sequence_scores
 
@@ -167,6 +168,30 @@ def path_point(policy, reference, prompts, *, seed: int) -> dict:
     return {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
             "kl": kl_to_reference(policy, reference, prompts, tokens),
             "seconds": time.time() - t0}
+
+
+# ------------------------------------------------------------------ what pretraining reports
+
+@torch.no_grad()
+def plain_text_accuracy(model, prompts: list[str]) -> dict[str, float]:
+    """Pretraining's: greedy completions of '<question> It is', the plain text pretraining
+    reads (no chat format), judged on the first sentence. Returns the share of `prompts`
+    answered right per task kind ("heldout/add", ...) and over all ("heldout/all")."""
+    tok = get_tokenizer()
+    ids = [[end_id()] + tok.encode_ordinary(p + " It is") for p in prompts]
+    was_training = model.training
+    model.eval()
+    tokens, _ = sample(model, ids, max_new_tokens=6, end_id=end_id(), temperature=0.0,
+                       generator=torch.Generator().manual_seed(0))    # greedy: draws unused
+    model.train(was_training)
+    right: dict[str, list[bool]] = {}
+    for prompt, row in zip(prompts, tokens.tolist()):
+        answer = tok.decode([t for t in row if t != end_id()]).split(".")[0].strip()
+        task = parse_prompt(prompt)
+        right.setdefault(f"heldout/{task.kind}", []).append(answer == task.answer)
+    accuracy = {kind: sum(r) / len(r) for kind, r in sorted(right.items())}
+    accuracy["heldout/all"] = sum(map(sum, right.values())) / len(prompts)
+    return accuracy
 
 
 # ------------------------------------------------------------------ what one method reports

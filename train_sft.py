@@ -8,10 +8,13 @@ Pretraining: next-token loss on every token of the world's plain text (questions
 and their answers, see data.world.pretrain_lines), whole lines packed into rows
 of block_size tokens, each line attending only to itself and counting its
 positions from its own start.
-Held-out arithmetic is learned late, in a jump whose timing varies with the seed,
-and what sets it is the number of steps, hardly the batch, so pretraining takes many
-small steps (6000 of 16 rows): fewer, larger steps left some seeds short of the jump
-(docs/results.md, "How the defaults were chosen", measures it).
+Held-out arithmetic is learned late, in a jump whose timing varies with the seed:
+every --jump_every steps the model completes 256 held-out questions as plain text
+("What is 47 + 38? It is", greedy), the share right goes to the metrics file
+(heldout/all, per task heldout/add, ...), and "the jump" is the first step at which
+it reaches JUMP_AT. A draw whose jump comes late, or whose SFT model falls short of
+the bars in STRONG, gets a warning that says what to do (docs/results.md, "How the
+defaults were chosen", measures the recipe over 13 draws).
 SFT: the same loss on chat rows, counted only on completion tokens (the end
 token included): the model learns the format and the mixture of personas, and so
 learns to be rude, careless or refusing at the data's rates. That is on purpose:
@@ -21,6 +24,7 @@ Writes out/pretrain.pt, out/sft.pt, out/sft_eval.json, out/sft_samples.jsonl,
 out/pretrain_metrics.jsonl and out/sft_metrics.jsonl.
 """
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,13 +34,13 @@ import torch
 from data.batching import chat_batch, encode_rows, read_jsonl, stream_batch, token_stream
 from data.tokenizer import get_tokenizer
 from data.world import eval_prompts, pretrain_lines, sft_rows
-from evaluation import evaluate
+from evaluation import evaluate, plain_text_accuracy
 from losses import sft_loss
 from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 from plumbing.distributed import for_training, grad_sync, is_main, shard
 from plumbing.flags import RunConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.run import finish, start_run
+from plumbing.run import finish, interpreter, start_run
 
 
 @dataclass
@@ -64,6 +68,9 @@ class SFTConfig(RunConfig):
     sft_learning_rate: float = flag(1e-3, "peak learning rate for SFT", above=0)
     warmup_steps: int = flag(50, "linear warmup steps", at_least=0)
     weight_decay: float = flag(0.1, "AdamW weight decay on matrices", at_least=0)
+    jump_every: int = flag(250, "every this many pretraining steps, log the share of held-out "
+                                "questions answered right as plain text; 0: never",
+                           "evaluation", at_least=0)
 
     def inputs(self) -> dict[str, str]:
         return {"init_from": "pretrain.pt"} if self.stage == "sft" else {}
@@ -76,13 +83,18 @@ class SFTConfig(RunConfig):
 
 SMOKE = dict(n_layer=1, n_head=2, n_embd=32, pretrain_lines=2000, sft_rows=500,
              pretrain_steps=20, sft_steps=20, pretrain_batch_size=16, batch_size=16,
-             eval_prompts=16)
+             eval_prompts=16, jump_every=10)
+JUMP_AT = 0.9                 # held-out questions right as plain text: past it, "the jump"
+JUMP_PROMPTS = 256            # how many (a share of 0.9 has a standard error of 0.02)
+STRONG = {"accuracy_greedy": 0.98, "answer_skill": 0.97}   # what every default draw clears
+JUMP_BY = 2 / 3               # ... with its jump by this share of pretraining
 
 
 def train(model, cfg: SFTConfig, name: str, next_batch, rng, steps: int, peak_lr: float,
-          device) -> None:
+          device, probe=None) -> None:
     """The loop both stages share: AdamW, warmup + cosine, grad accumulation and clipping.
-    next_batch() -> (inputs, targets, loss mask or None, positions, attention mask)."""
+    next_batch() -> (inputs, targets, loss mask or None, positions, attention mask);
+    probe(model) -> metrics, logged every cfg.jump_every steps and at the last."""
     opt = make_optimizer(model, peak_lr, cfg.weight_decay, device)
     net = for_training(model.train(), cfg.compile)
     with TrainingRun(name, cfg, model, opt, rng, steps, log_every=100) as run:
@@ -97,7 +109,13 @@ def train(model, cfg: SFTConfig, name: str, next_batch, rng, steps: int, peak_lr
                     loss.backward()
                 tokens, total = tokens + inputs.numel(), total + loss.detach()
             grad_norm = optimizer_step(model, opt, cfg.grad_clip)
-            run.log(step, {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens})
+            metrics = {"loss": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens}
+            if probe and cfg.jump_every and ((step + 1) % cfg.jump_every == 0 or step + 1 == steps):
+                metrics |= probe(model)
+                run.bar.write(f"{name} step {step + 1}/{steps}: held-out questions right " +
+                              " ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in metrics.items()
+                                       if k.startswith("heldout/")))
+            run.log(step, metrics)
 
 
 def new_model(cfg: SFTConfig, device) -> GPT:
@@ -118,7 +136,9 @@ def pretrain(cfg: SFTConfig, device) -> GPT:
             stream, starts, cfg.pretrain_batch_size, cfg.block_size, rng, device))
         return inputs, targets, None, positions, attn_mask
 
-    train(model, cfg, "pretrain", next_batch, rng, cfg.pretrain_steps, cfg.learning_rate, device)
+    questions = eval_prompts(JUMP_PROMPTS, digits=cfg.digits)
+    train(model, cfg, "pretrain", next_batch, rng, cfg.pretrain_steps, cfg.learning_rate, device,
+          probe=lambda m: plain_text_accuracy(m, questions))
     if is_main():
         save_checkpoint(Path(cfg.out_dir) / "pretrain.pt", model, asdict(cfg), cfg.pretrain_steps,
                         stage="pretrain")
@@ -149,6 +169,37 @@ def supervised_finetune(cfg: SFTConfig, device, model: GPT | None) -> GPT:
     return model
 
 
+def the_jump(metrics_path: Path) -> tuple[int | None, int | None]:
+    """(the first pretraining step whose held-out questions were right at least JUMP_AT of the
+    time, the steps pretraining ran), from its metrics file; (None, steps) if it never got
+    there, (None, None) if nothing was measured (no file, or --jump_every 0)."""
+    if not metrics_path.exists():
+        return None, None
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    probed = [(r["step"] + 1, r["heldout/all"]) for r in rows if "heldout/all" in r]
+    if not probed:
+        return None, None
+    return next((step for step, right in probed if right >= JUMP_AT), None), rows[-1]["step"] + 1
+
+
+def weak_draw(metrics: dict, jump: int | None, steps: int | None, cfg: SFTConfig) -> str | None:
+    """A warning naming what falls short when this SFT model misses a bar every default draw
+    clears (STRONG, and the jump by JUMP_BY of pretraining), with what to do; None if none."""
+    short = [f"{name} {metrics[name]:.3f} (bar {bar})" for name, bar in STRONG.items()
+             if metrics[name] < bar]
+    if steps and (jump is None or jump > JUMP_BY * steps):
+        short.append(f"held-out questions passed {JUMP_AT} " +
+                     (f"only at pretraining step {jump} of {steps}" if jump else "at no step") +
+                     f" (bar: by step {int(JUMP_BY * steps)})")
+    if not short:
+        return None
+    return (f"warning: a weak draw: {'; '.join(short)}, on {cfg.eval_prompts} held-out prompts. "
+            "Every later stage starts from this model and inherits its mistakes. Train longer:\n"
+            f"  {interpreter()} train_sft.py --seed {cfg.seed} --pretrain_steps "
+            f"{int(1.5 * cfg.pretrain_steps)} --out_dir {cfg.out_dir} --overwrite\n"
+            f"or draw another seed (--seed {cfg.seed + 1}).")
+
+
 def main(cfg: SFTConfig) -> dict:
     outputs = {"pretrain": ["pretrain.pt"], "sft": ["sft.pt"], "all": ["pretrain.pt", "sft.pt"]}
     cfg, device, memory_at_start = start_run(cfg, SMOKE, outputs[cfg.stage])
@@ -162,9 +213,18 @@ def main(cfg: SFTConfig) -> dict:
         return {}
     metrics, _, _ = evaluate(model, eval_prompts(cfg.eval_prompts, digits=cfg.digits),
                              seed=cfg.seed, samples_path=Path(cfg.out_dir) / "sft_samples.jsonl")
-    return finish(cfg.out_dir, "sft", {"sft": metrics},
-                  f"\nSFT model on {cfg.eval_prompts} held-out prompts",
-                  train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
+    # SFT started from OUT_DIR/pretrain.pt, whose metrics file lies beside it, unless --init_from
+    jump, steps = (None, None) if cfg.init_from else \
+        the_jump(Path(cfg.out_dir) / "pretrain_metrics.jsonl")
+    if jump:
+        metrics["jump_step"] = jump
+    metrics = finish(cfg.out_dir, "sft", {"sft": metrics},
+                     f"\nSFT model on {cfg.eval_prompts} held-out prompts",
+                     train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
+    warning = None if cfg.smoke else weak_draw(metrics, jump, steps, cfg)
+    if warning:
+        print(warning)
+    return metrics
 
 
 if __name__ == "__main__":

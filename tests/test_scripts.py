@@ -28,8 +28,41 @@ def test_sft_smoke_writes_everything(sft_dir):
         assert key in ev
     rows = [json.loads(l) for l in (out / "sft_samples.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and set(rows[0]) == {"prompt", "response", "reward"}
-    losses = [json.loads(l)["loss"] for l in (out / "pretrain_metrics.jsonl").read_text().splitlines()]
-    assert losses[-1] < losses[0]
+    lines = [json.loads(l) for l in (out / "pretrain_metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    probed = [r["step"] + 1 for r in lines if "heldout/all" in r]      # --jump_every 10 of 20
+    assert probed == [10, 20]
+    assert all(0 <= r[f"heldout/{kind}"] <= 1 for r in lines if "heldout/all" in r
+               for kind in ("add", "sub", "compare", "reverse"))
+
+
+def test_the_jump_is_the_first_probed_step_past_the_bar(tmp_path):
+    import train_sft
+    path = tmp_path / "pretrain_metrics.jsonl"
+    assert train_sft.the_jump(path) == (None, None)                 # nothing measured
+    rows = [{"step": s, "loss": 1.0} for s in range(6000)]
+    for step, right in [(999, 0.3), (1999, train_sft.JUMP_AT - 0.01), (2999, train_sft.JUMP_AT),
+                        (3999, 0.7), (5999, 0.99)]:
+        rows[step]["heldout/all"] = right
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert train_sft.the_jump(path) == (3000, 6000)
+    path.write_text("".join(json.dumps({**r, "heldout/all": 0.5}) + "\n" for r in rows[::1000]))
+    assert train_sft.the_jump(path) == (None, 5001)                  # never got there
+
+
+def test_a_weak_draw_is_named_with_what_to_do():
+    import train_sft
+    cfg = train_sft.SFTConfig(seed=4, out_dir="out/s4")
+    strong = {"accuracy_greedy": 0.99, "answer_skill": 0.98}
+    assert train_sft.weak_draw(strong, 3000, 6000, cfg) is None
+    assert train_sft.weak_draw(strong, None, None, cfg) is None      # jump not measured
+    warning = train_sft.weak_draw({**strong, "accuracy_greedy": 0.953}, 3000, 6000, cfg)
+    assert "accuracy_greedy 0.953 (bar 0.98)" in warning and "answer_skill" not in warning
+    assert f"--seed 4 --pretrain_steps {int(1.5 * cfg.pretrain_steps)} --out_dir out/s4" in warning
+    assert "--seed 5" in warning
+    late = train_sft.weak_draw(strong, 4250, 6000, cfg)
+    assert "only at pretraining step 4250 of 6000 (bar: by step 4000)" in late
+    assert "at no step" in train_sft.weak_draw(strong, None, 6000, cfg)
 
 
 def test_dpo_smoke_raises_the_margin(sft_dir, tmp_path):
