@@ -58,7 +58,7 @@ class SFTConfig(RunConfig):
     pretrain_lines: int = flag(200_000, "lines of generated pretraining text", "data",
                                at_least=1)
     sft_rows: int = flag(50_000, "generated SFT rows (ignored with --data)", "data", at_least=1)
-    pretrain_steps: int = flag(6000, "pretraining steps", at_least=0)
+    pretrain_steps: int = flag(9000, "pretraining steps", at_least=0)
     sft_steps: int = flag(600, "SFT steps", at_least=0)
     pretrain_batch_size: int = flag(16, "windows of block_size tokens per pretraining "
                                         "micro-batch", at_least=1)
