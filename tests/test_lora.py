@@ -101,7 +101,8 @@ def test_a_lora_dpo_run_saves_a_merged_checkpoint_that_sample_py_loads(sft_dir, 
     log = [json.loads(l) for l in (tmp_path / "dpo_metrics.jsonl").read_text().splitlines()]
     # the reference is the adapters-off policy: at step 0 (B = 0) policy == reference
     assert log[0]["loss"] - log[0]["nll_loss"] == pytest.approx(0.6931, abs=1e-3)
-    assert log[-1]["rewards/margins"] > 0.01                     # the adapters learned
+    last_margins = [r["rewards/margins"] for r in log[-5:]]      # one batch's margin is noisy
+    assert sum(last_margins) / 5 > 0.01                          # the adapters learned
     trained, _ = load_checkpoint(tmp_path / "dpo.pt")            # a plain GPT: merged
     sft, _ = load_checkpoint(tmp_path / "sft.pt")
     assert type(trained) is GPT

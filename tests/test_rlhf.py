@@ -97,7 +97,7 @@ def test_ppo_smoke_logs_trls_metrics_and_raises_the_score(rm_dir, tmp_path):
     for name in ["sft.pt", "rm.pt"]:
         shutil.copy(rm_dir / name, tmp_path / name)
     cfg = parse_config(train_ppo.PPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
-                                                 "--max_steps", "30", "--learning_rate", "1e-3"])
+                                                 "--max_steps", "60", "--learning_rate", "1e-3"])
     metrics = train_ppo.main(cfg)
     log = [json.loads(l) for l in (tmp_path / "ppo_metrics.jsonl").read_text().splitlines()]
     assert set(PPO_METRICS) <= set(log[0])
