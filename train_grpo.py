@@ -58,7 +58,9 @@ Departures from DeepSeekMath's GRPO, and why:
   averages over all tokens of the batch.
 - Completions cut off at --max_new_tokens without an end token are left out of
   the loss by default (--mask_truncated, DAPO's overlong filtering); their share
-  is logged as completions/truncated.
+  is logged as completions/truncated. With the KL in the reward each still pays its
+  KL over all its tokens, as in TRL, so the group's mean, std and leave-one-out
+  baselines see its penalised reward, not a KL-free one.
 - The frozen SFT reference is kept only when beta > 0. Every log-prob pass divides
   the logits by the sampling temperature, so ratios compare the sampled distribution.
 """
@@ -147,6 +149,16 @@ REWARDS = {"rule": lambda prompt, answer: float(is_correct(prompt, answer)),  # 
            "judge": reward}                       # the toy world's true reward (data/world.py)
 
 
+def penalised(cfg, batch, logps, ref_logps) -> torch.Tensor:
+    """The rewards step 3 reads: with --kl_in reward, r - beta KL per answer, k1 summed over
+    all of its tokens (losses.kl_penalised_rewards): an answer --mask_truncated leaves out of
+    the loss still pays its KL. logps, ref_logps: (N, T) on batch["mask"]; -> (N,)."""
+    rewards = batch["rewards"].to(logps.device)                                  # (N,)
+    if cfg.kl_in == "reward" and ref_logps is not None:
+        rewards = kl_penalised_rewards(rewards, logps, ref_logps, batch["mask"], cfg.beta)
+    return rewards
+
+
 def advantages_of(cfg, rewards, rng) -> torch.Tensor:
     """Step 3 by --advantage, each in losses.py: GRPO's group-normalised reward, RLOO's leave-
     one-out, or rejection sampling's 1 for each group's best answer: (N,) -> (N,)."""
@@ -158,15 +170,16 @@ def advantages_of(cfg, rewards, rng) -> torch.Tensor:
 
 
 def sample_and_score(policy, prompts, cfg, rng, device) -> dict:
-    """Steps 1 and 2: G answers per prompt (evaluation.rollout), their rewards, and, with
-    --mask_truncated, the answers cut off at max_new_tokens out of the loss mask."""
+    """Steps 1 and 2: G answers per prompt (evaluation.rollout), their rewards, and the loss's
+    mask: every answer's tokens ("mask"), or with --mask_truncated, the answers cut off at
+    max_new_tokens left out ("loss_mask")."""
     batch = rollout(policy, prompts, num_samples=cfg.num_generations,
                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     generator=rng, device=device)
     batch["rewards"] = torch.tensor([REWARDS[cfg.reward](p, a) for p, a in
                                      zip(batch["prompts"], batch["texts"])])    # (N,)
-    if cfg.mask_truncated:
-        batch["mask"] = batch["mask"] * batch["finished"].to(device)[:, None]
+    batch["loss_mask"] = batch["mask"] * batch["finished"].to(device)[:, None] \
+        if cfg.mask_truncated else batch["mask"]
     return batch
 
 
@@ -196,20 +209,18 @@ def train(cfg, policy, ref_model, device, loss_fn=None):
             idx = shard(torch.randint(len(prompts), (cfg.prompts_per_step,), generator=rng).tolist())
             batch = sample_and_score(policy, [prompts[i] for i in idx], cfg, rng, device)
             inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
-            with torch.no_grad():   # log-probs at the sampling temperature: (N, T), 0 off the mask
+            # log-probs at the sampling temperature on every answer's tokens: (N, T), 0 off them
+            with torch.no_grad():
                 ref_logps = None if cfg.beta == 0 else \
                     answer_token_logps(ref_model(inputs), targets, mask, cfg.temperature)
             for iteration in range(cfg.num_iterations):
                 logps = answer_token_logps(net(inputs), targets, mask, cfg.temperature)
                 if iteration == 0:   # the policy has not moved yet: this pass's log-probs,
                     old_logps = logps.detach()          # frozen, are the sampling policy's
-                    rewards = batch["rewards"].to(device)                        # (N,)
-                    if cfg.kl_in == "reward" and ref_logps is not None:   # r - beta KL, per answer
-                        rewards = kl_penalised_rewards(rewards, old_logps, ref_logps, mask,
-                                                       cfg.beta)
-                    advantages = advantages_of(cfg, rewards, rng)                # (N,)
-                loss, stats = policy_loss(cfg, logps, old_logps, ref_logps, advantages, mask,
-                                          loss_fn)
+                    advantages = advantages_of(cfg, penalised(cfg, batch, old_logps, ref_logps),
+                                               rng)                              # (N,)
+                loss, stats = policy_loss(cfg, logps, old_logps, ref_logps, advantages,
+                                          batch["loss_mask"], loss_fn)
                 loss.backward()
                 optimizer_step(policy, opt, cfg.grad_clip)
             if cfg.kl_in == "reward":                        # per token, as TRL's RLOO logs

@@ -134,8 +134,25 @@ def test_rollout_masks_exactly_the_sampled_answer_tokens(sft_dir):
     cut = train_grpo.GRPOConfig(num_generations=3, max_new_tokens=6)
     masked = train_grpo.sample_and_score(model, prompts, cut, torch.Generator().manual_seed(0),
                                          torch.device("cpu"))
-    assert masked["mask"].sum(1).tolist() == [
+    assert masked["loss_mask"].sum(1).tolist() == [
         n if f else 0 for n, f in zip(batch["lengths"].tolist(), batch["finished"].tolist())]
+    assert torch.equal(masked["mask"], batch["mask"])     # the KL still reads every answer
+
+
+def test_a_truncated_answer_pays_its_kl_in_the_reward():
+    """--mask_truncated takes an answer cut off at max_new_tokens out of the loss, not out of
+    the group's statistics: with the KL in the reward its reward still loses beta times its
+    log-ratio summed over all of its tokens."""
+    cfg = train_grpo.GRPOConfig(kl_in="reward", beta=0.5)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])        # answer 2 ran to the limit
+    batch = {"rewards": torch.tensor([1.0, 1.0]), "mask": mask,
+             "loss_mask": mask * torch.tensor([[1.0], [0.0]])}
+    logps = torch.tensor([[-1.0, -1.0, 0.0], [-1.0, -1.0, -1.0]])
+    ref_logps = torch.tensor([[-2.0, -1.5, 0.0], [-2.0, -2.0, -2.0]])
+    assert torch.allclose(train_grpo.penalised(cfg, batch, logps, ref_logps),
+                          torch.tensor([1 - 0.5 * 1.5, 1 - 0.5 * 3.0]))
+    cfg.kl_in = "loss"                                    # the KL is the loss's: r untouched
+    assert torch.equal(train_grpo.penalised(cfg, batch, logps, ref_logps), batch["rewards"])
 
 
 def test_bench_prints_every_row(tmp_path):
