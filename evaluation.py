@@ -12,11 +12,15 @@ greedy answer each), and an aligned policy with `against_reference` beside the S
     reward_mean       mean true reward of the sampled answers
     persona/<name>    share of sampled answers in each persona
     mean_length       mean sampled completion length in tokens (end token included)
+    unfinished        sampled answers that never reached the end token (cut off at the limit)
     answer_skill      accuracy of the sampled answers that mean to be right (answer_skill)
     eval_seconds      wall time of the evaluation
     win_rate_vs_sft   share of prompts where the policy's answer out-scores the SFT model's
     kl_to_ref         KL(pi || pi_ref) per answer, Monte-Carlo over the policy's answers
 and, by script: implicit_reward_accuracy (DPO's), pass@G (GRPO's), rm_score (PPO's).
+The sampled answers are kept, one row each, in <stage>_samples.jsonl: prompt, response and
+what the means above are means of (reward, correct, length, finished, and kl beside the
+reference), so that experiments/ can compare two runs prompt by prompt.
 """
 
 import hashlib
@@ -101,22 +105,29 @@ def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
     t0 = time.time()
     sampled, sampled_tokens = generate(model, prompts, temperature=1.0, seed=seed)
     greedy, _ = generate(model, prompts, temperature=0.0)
-    rewards = [reward(p, r) for p, r in zip(prompts, sampled)]
+    rows = sample_rows(prompts, sampled, sampled_tokens)
     personas = [classify_persona(r) for r in sampled]
     n = len(prompts)
     metrics = {
-        "accuracy": sum(is_correct(p, r) for p, r in zip(prompts, sampled)) / n,
+        "accuracy": sum(r["correct"] for r in rows) / n,
         "accuracy_greedy": sum(is_correct(p, r) for p, r in zip(prompts, greedy)) / n,
-        "reward_mean": sum(rewards) / n,
+        "reward_mean": sum(r["reward"] for r in rows) / n,
         **{f"persona/{name}": personas.count(name) / n for name in [*PERSONA_MIX, "other"]},
-        "mean_length": sum(len(t) for t in sampled_tokens) / n,
+        "mean_length": sum(r["length"] for r in rows) / n,
+        "unfinished": sum(not r["finished"] for r in rows) / n,
         "answer_skill": answer_skill(prompts, sampled),
     }
     if samples_path is not None:
-        write_jsonl(samples_path, [{"prompt": p, "response": r, "reward": w}
-                                   for p, r, w in zip(prompts, sampled, rewards)])
+        write_jsonl(samples_path, rows)
     metrics["eval_seconds"] = time.time() - t0
     return metrics, sampled, sampled_tokens
+
+
+def sample_rows(prompts, texts, token_rows) -> list[dict]:
+    """One row per sampled answer: what evaluate's means are means of."""
+    return [{"prompt": p, "response": r, "reward": reward(p, r), "correct": is_correct(p, r),
+             "length": len(t), "finished": bool(t) and t[-1] == end_id()}
+            for p, r, t in zip(prompts, texts, token_rows)]
 
 
 def answer_skill(prompts: list[str], responses: list[str]) -> float:
@@ -131,9 +142,12 @@ def against_reference(policy, reference, prompts, *, seed: int, samples_path):
     after, (reference's sampled tokens, policy's)), the metrics of each, and in after the
     policy's win rate against the reference's answers and its KL to the reference."""
     before, ref_samples, ref_tokens = evaluate(reference, prompts, seed=seed)
-    after, samples, tokens = evaluate(policy, prompts, seed=seed, samples_path=samples_path)
+    after, samples, tokens = evaluate(policy, prompts, seed=seed)
     after["win_rate_vs_sft"] = win_rate(prompts, samples, ref_samples)
-    after["kl_to_ref"] = kl_to_reference(policy, reference, prompts, tokens)
+    kl = kl_per_answer(policy, reference, prompts, tokens)                    # (n,)
+    after["kl_to_ref"] = kl.mean().item()
+    write_jsonl(samples_path, [{**row, "kl": k} for row, k in
+                               zip(sample_rows(prompts, samples, tokens), kl.tolist())])
     return before, after, (ref_tokens, tokens)
 
 
@@ -145,10 +159,15 @@ def win_rate(prompts, responses, baseline_responses) -> float:
     return sum(wins) / len(wins)
 
 
-@torch.no_grad()
 def kl_to_reference(policy, reference, prompts, token_rows) -> float:
     """Monte-Carlo KL(pi || pi_ref): mean over policy samples of sum_t log pi - log pi_ref.
     (An estimate from a few hundred answers: near 0 it can come out a little below 0.)"""
+    return kl_per_answer(policy, reference, prompts, token_rows).mean().item()
+
+
+@torch.no_grad()
+def kl_per_answer(policy, reference, prompts, token_rows) -> torch.Tensor:
+    """log pi(y|x) - log pi_ref(y|x) of each sampled answer y: (n,), on the CPU."""
     device = next(policy.parameters()).device
 
     def logps(model, prompt_rows, answers):
@@ -156,7 +175,7 @@ def kl_to_reference(policy, reference, prompts, token_rows) -> float:
         return answer_logps(model(inputs), targets, mask).total            # (n,)
     ids = [prompt_ids(p) for p in prompts]
     return (in_batches(lambda p, a: logps(policy, p, a), ids, token_rows) -
-            in_batches(lambda p, a: logps(reference, p, a), ids, token_rows)).mean().item()
+            in_batches(lambda p, a: logps(reference, p, a), ids, token_rows)).cpu()
 
 
 def path_point(policy, reference, prompts, *, seed: int) -> dict:

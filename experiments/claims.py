@@ -4,42 +4,52 @@ to confirm the code.
 
 The articles: "From DPO to GRPO: Direct Preference Optimization" (FIRST below: the method-
 selection table and its resource bars) and "DPO: Direct Preference Optimization" (SECOND:
-beta, learning rates, the debugging checklist, LoRA, the variants). Each claim is one
-function of compare's results that returns a Claim: what is claimed and where (OWN: a finding
-of this project's, not an article's), the runs that test it, what was measured (mean ± std
-over seeds), the numbers its rule reads, and a verdict computed from those numbers by the
-rule its docstring states, a rule that the data could make hold or fail. A claim with a
-number missing (NaN, or no number at all) is "not run". A check has no verdict: it is true by
-the code's construction (DPO's loss at step 0, the models a script holds, the statistics of a
-group mean), and the measurement shows the code does what it says.
+beta, learning rates, the debugging checklist, LoRA, the variants). OWN: a finding of this
+project's, not an article's.
+
+Every claim is judged seed by seed, and a verdict is one of four, by one rule (judge_seeds):
+"holds (n of n seeds)" when it holds on every seed; "does not hold: no difference that
+matters" or "does not hold: reversed" when every seed says that; "not settled" otherwise,
+with each seed's outcome. Two kinds of claim:
+- A Comparison, declared as data (COMPARISONS): one metric, two arms that differ in the one
+  thing the claim is about, at matched knob values (or one arm against 0), a form (A above
+  B, A below B, A not below B, A not above B) and delta, the smallest difference that
+  matters. A seed's difference, turned so that the claimed direction is positive, is beyond
+  delta, within it, or reversed beyond it. The delta used is the larger of the declared one
+  and twice the standard error of the paired difference from evaluation noise alone (a
+  bootstrap over the held-out prompts, experiments/measure.py's paired_noise, kept in
+  compare.json's "noise"); "A not below B" (matches or beats) holds where no seed is
+  reversed.
+- A per-seed threshold (THRESHOLDS, each a function): a number per seed against a bound the
+  claim names (a win rate above 0.6, a memory ratio within 15 points of the article's).
+A claim with a number missing on every seed (NaN, or no run) is "not run"; a seed without it
+is named. A check has no verdict: it is true by the code's construction (DPO's loss at step
+0, the models a script holds, the statistics of a group mean), and the measurement shows the
+code does what it says.
 """
 
 import math
 from dataclasses import dataclass
 
 from experiments.methods import EXTRAS, METHODS, command
-from experiments.measure import GROUP_SIZES
-from experiments.results import (Results, distance, every, mean, middle, ms, paired, ratio,
-                                 resources, std, verdict)
-from experiments.sweep import summarize
+from experiments.results import Results, mean, ms, ratio, resources
 
 FIRST = '"From DPO to GRPO: Direct Preference Optimization"'
 SECOND = '"DPO: Direct Preference Optimization"'
 OWN = "this project's own finding"
 DV = "0.1"                                           # the default DPO run's beta
-PAPER, DPO, IPO, SIMPO, KTO, ORPO, GRPO, PPO, ITERATIVE, GRPO_JUDGE, GRPO_KL_REWARD, RLOO = (
-    METHODS[k] for k in ("paper_dpo", "dpo", "ipo", "simpo", "kto", "orpo", "grpo", "ppo",
-                         "iterative_dpo", "grpo_judge", "grpo_kl_reward", "rloo"))
+PAPER, DPO, IPO, SIMPO, GRPO, PPO = (METHODS[k] for k in ("paper_dpo", "dpo", "ipo", "simpo",
+                                                          "grpo", "ppo"))
 
 
 @dataclass
 class Claim:
+    """A claim as the report shows it: judged, its measurement in words."""
     claim: str
     source: str       # the article, and the paper behind the claim where there is one
     runs: str         # the step each run adds after train_sft.py, or what was measured
-    measured: str     # mean ± std over seeds
+    measured: str     # per seed, and what the rule read
     verdict: str
-    numbers: list     # what the rule read: a NaN among them, or none, and it is "not run"
 
     def row(self) -> list[str]:
         return [self.claim, self.source, self.runs, self.measured, self.verdict]
@@ -56,6 +66,137 @@ class Check:
     def row(self) -> list[str]:
         return [self.what, self.source, self.runs, self.measured]
 
+
+# ------------------------------------------------------------------ the rule
+
+def judge_seeds(outcomes: dict[str, str], form: str = "above") -> str:
+    """The verdict from each seed's outcome ("beyond", "within", "reversed"; None: no number).
+    form "above"/"below" (a difference that matters, in the claimed direction) or "not
+    below"/"not above" (no worse by more than delta: beyond or within both count)."""
+    known = {s: o for s, o in outcomes.items() if o is not None}
+    if not known:
+        return "not run"
+    missing = sorted(set(outcomes) - set(known), key=int)
+    n = f"{len(known)} of {len(known)} seeds" + (f"; no number on seed "
+                                                  f"{', '.join(missing)}" if missing else "")
+    said = set(known.values())
+    lenient = form.startswith("not ")
+    if said <= ({"beyond", "within"} if lenient else {"beyond"}):
+        return f"holds ({n})"
+    if said == {"within"}:
+        return f"does not hold: no difference that matters ({n})"
+    if said == {"reversed"}:
+        return f"does not hold: reversed ({n})"
+    return "not settled (" + ", ".join(f"seed {s}: {o}" for s, o in sorted(
+        known.items(), key=lambda kv: int(kv[0]))) + (f"; no number on seed "
+                                                      f"{', '.join(missing)}" if missing else "") + ")"
+
+
+def outcome(difference: float, delta: float) -> str | None:
+    """A seed's difference, positive in the claimed direction, against delta."""
+    if not math.isfinite(difference):
+        return None
+    return "beyond" if difference > delta else "reversed" if difference < -delta else "within"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison claim, as data. An arm is (method or extra run, knob value), ("sft", "")
+    for the seed's SFT model; b None compares a with 0."""
+    name: str              # its key in compare.json's "noise"
+    claim: str
+    source: str
+    metric: str            # METRICS' keys: reward, correct, length, kl, gap, regret, drawdown
+    a: tuple[str, str]
+    b: tuple[str, str] | None
+    form: str              # "above", "below", "not below" or "not above": a against b
+    delta: float           # the smallest difference that matters, in the metric's units
+
+    @property
+    def sign(self) -> int:
+        """+1 when the claim says a is higher (above, not below), -1 when lower."""
+        return 1 if self.form in ("above", "not below") else -1
+
+
+# what each metric is, per run: a mean over its held-out answers (eval numbers), or read off
+# the seed's ceiling (measure.py's distances), or off its --eval_every path
+METRICS = {"reward": "reward_mean", "correct": "accuracy", "length": "mean_length",
+           "kl": "kl_to_ref", "gap": "gap", "regret": "regret", "drawdown": "drawdown"}
+UNITS = {"reward": "", "correct": "", "length": " (tokens)", "kl": " (nats)", "gap": "",
+         "regret": "", "drawdown": ""}
+
+
+def arm_value(res: Results, arm, metric: str, seed: str) -> float:
+    """One arm's number on one seed (NaN where there is none). The SFT model: its eval's
+    means, a KL of 0, no distance from the ceiling."""
+    if arm is None:
+        return 0.0
+    method, knob = arm
+    if method == "sft":
+        if metric == "kl":
+            return 0.0
+        return res.sft.get(seed, {}).get(METRICS[metric], math.nan) \
+            if metric in ("reward", "correct", "length") else math.nan
+    if metric in ("gap", "regret"):
+        return res.distance.get(seed, {}).get(method, {}).get(knob, {}).get(metric, math.nan)
+    run = res.runs_of(method, knob).get(seed)
+    if run is None:
+        return math.nan
+    if metric == "drawdown":
+        return drawdown([p["reward"] for p in run.path])
+    return run.get(METRICS[metric])
+
+
+def drawdown(rewards: list[float]) -> float:
+    """The largest fall of the true reward along a path from its best point so far (0 for a
+    path that never falls; NaN without a path)."""
+    if len(rewards) < 2:
+        return math.nan
+    best, fall = rewards[0], 0.0
+    for r in rewards:
+        best, fall = max(best, r), max(fall, best - r)
+    return fall
+
+
+def arms_text(c: Comparison) -> str:
+    def one(arm):
+        method, knob = arm
+        if method == "sft":
+            return "the SFT model"
+        if method in METHODS:
+            return command(METHODS[method], knob)
+        return EXTRAS[method][-1]
+    return one(c.a) + ("" if c.b is None else " against " + one(c.b))
+
+
+def delta_of(res: Results, c: Comparison) -> tuple[float, float]:
+    """(the delta the rule uses, twice the largest standard error of the seeds' paired
+    difference from evaluation noise; NaN where it was not measured)."""
+    se = [x for x in res.noise.get(c.name, {}).values() if math.isfinite(x)]
+    noise = 2 * max(se) if se else math.nan
+    return max(c.delta, noise) if se else c.delta, noise
+
+
+def judge_comparison(res: Results, c: Comparison) -> Claim:
+    seeds = sorted(res.sft, key=int)
+    delta, noise = delta_of(res, c)
+    diffs = {s: c.sign * (arm_value(res, c.a, c.metric, s) - arm_value(res, c.b, c.metric, s))
+             for s in seeds}
+    a = [arm_value(res, c.a, c.metric, s) for s in seeds]
+    b = [arm_value(res, c.b, c.metric, s) for s in seeds]
+    word = {"above": "a above b", "below": "a below b", "not below": "a not below b",
+            "not above": "a not above b"}[c.form]
+    measured = (f"{c.metric}{UNITS[c.metric]}: a {ms(a)}" + ("" if c.b is None else
+                                                           f", b {ms(b)}") +
+                f"; per seed ({word}, positive as claimed) " +
+                ", ".join(f"{d:+.3f}" for d in diffs.values()) +
+                f"; delta {delta:.3f} (declared {c.delta:g}, 2 SE of the noise " +
+                (f"{noise:.3f})" if math.isfinite(noise) else "not measured)"))
+    return Claim(c.claim, c.source, arms_text(c), measured,
+                 judge_seeds({s: outcome(d, delta) for s, d in diffs.items()}, c.form))
+
+
+# ------------------------------------------------------------------ the checks
 
 def logged(res: Results, method: str, knob: str, when: str, metric: str) -> dict[str, float]:
     """{seed: a training metric at the first, middle or last logged steps} of one run."""
@@ -86,6 +227,7 @@ def group_size_lowers_variance(res) -> Check:
     """The std of a group's mean falls as 1/sqrt(G), and sampling G answers costs about G
     times one: statistics and arithmetic, measured on the SFT model's answers."""
     gb = res.group_baseline
+    GROUP_SIZES = sorted(map(int, next(iter(gb.values()), {})))      # the G measured
     std_g, sec_g, zero_g = ([mean(g[str(G)][k] for g in gb.values()) for G in GROUP_SIZES]
                             for k in ("baseline_std", "sample_seconds", "frac_zero_std"))
     return Check("A larger group G lowers the variance of GRPO's advantage, at a linear cost",
@@ -102,390 +244,214 @@ def group_size_lowers_variance(res) -> Check:
 CHECKS = [loss_starts_at_ln2, models_in_memory, group_size_lowers_variance]
 
 
-def higher_beta_lower_kl(m):
-    def claim(res) -> Claim:
-        """Holds when on every seed the KL to the SFT model falls at each step up in beta."""
-        kls = [res.column(m.name, v, "kl_to_ref") for v in m.values]
-        seqs = list(zip(*paired(*kls))) if all(kls) else []
-        return Claim(f"Higher beta keeps the policy closer to the reference ({m.title})",
-                     f"{SECOND} (beta); {FIRST}", command(m, "B") + f", B = {', '.join(m.values)}",
-                     "KL " + "; ".join(f"{ms(k.values(), '.2f')} at {v}"
-                                       for v, k in zip(m.values, kls)),
-                     verdict(bool(seqs) and all(all(a > b for a, b in zip(s, s[1:]))
-                                                for s in seqs)), [x for s in seqs for x in s])
-    claim.__name__ = f"higher_beta_lower_kl({m.name})"
-    return claim
+# ------------------------------------------------------------------ the comparisons
+
+REWARD_DELTA = 0.02      # of the true reward (0 to 1): a difference a reader would act on
+KL_DELTA = 0.2           # nats
+LENGTH_DELTA = 1.0       # tokens
+SFT = ("sft", "")
+COMPARISONS = [
+    Comparison("paper_beta_kl", "Higher beta keeps the policy closer to the reference (the "
+               "paper's DPO)", f"{SECOND} (beta); {FIRST}", "kl", ("paper_dpo", "1.0"),
+               ("paper_dpo", "0.1"), "below", KL_DELTA),
+    Comparison("dpo_beta_kl", "Higher beta keeps the policy closer to the reference (DPO + "
+               "NLL)", f"{SECOND} (beta); {FIRST}", "kl", ("dpo", "0.3"), ("dpo", "0.03"),
+               "below", KL_DELTA),
+    Comparison("sft_lr_hurts", "At SFT's learning rate (1e-3) DPO ends worse than the SFT "
+               "model", SECOND, "reward", ("paper_dpo_sft_lr", ""), SFT, "below", REWARD_DELTA),
+    Comparison("low_lr_helps", "At 1/33 of SFT's learning rate (3e-5, in the article's "
+               "10-50x) DPO ends better than the SFT model", SECOND, "reward",
+               ("paper_dpo_low_lr", ""), SFT, "above", REWARD_DELTA),
+    Comparison("small_set_hurts", "Many epochs on a small pair set: quality falls",
+               SECOND, "reward", ("dpo_small_set", ""), ("dpo", DV), "below", REWARD_DELTA),
+    Comparison("long_teaches_length", "Chosen answers much longer than rejected teach length",
+               f"{SECOND} (debugging checklist)", "length", ("dpo_long_judge", ""),
+               ("dpo", DV), "above", LENGTH_DELTA),
+    Comparison("simpo_resists_length", "SimPO's length normalisation keeps a length-biased "
+               "labeller from teaching length", f"{OWN} (SimPO: Meng et al. 2024)", "length",
+               ("simpo_long_judge", ""), ("simpo", "2.0"), "not above", LENGTH_DELTA),
+    Comparison("kto_beats_sft", "KTO works from binary labels (no pairs)",
+               f"{FIRST}; Ethayarajh et al. 2024", "reward", ("kto", DV), SFT, "above",
+               REWARD_DELTA),
+    Comparison("orpo_beats_sft", "ORPO works without an SFT stage", f"{SECOND}; Hong et al. "
+               "2024", "reward", ("orpo", DV), SFT, "above", REWARD_DELTA),
+    Comparison("needs_sft_first", "DPO started from a model that was never SFT'd trains "
+               "poorly (the same written pairs)", f"{SECOND} (common mistakes)", "reward",
+               ("dpo_from_pretrained", ""), ("dpo_offpolicy", ""), "below", REWARD_DELTA),
+    Comparison("onpolicy_beats_offpolicy", "On-policy pairs (the SFT model's own samples) "
+               "beat off-policy pairs", f"{FIRST} (offline distribution shift)", "reward",
+               ("dpo", DV), ("dpo_offpolicy", ""), "above", REWARD_DELTA),
+    # stability: a per-seed measure along each run's path (--eval_every), not a spread over
+    # seeds; path points are single-sample means over 256 prompts (about 0.014 each), so a
+    # fall between two of them under 0.05 is noise
+    Comparison("ppo_less_stable", "PPO is less stable than DPO: its true reward falls further "
+               "from its best along the run", f"{FIRST}; {SECOND}", "drawdown", ("ppo", "0.04"),
+               ("dpo", DV), "above", 0.05),
+    Comparison("dpo_matches_ppo", "DPO matches or beats PPO on the reward-vs-KL frontier "
+               "(reward gap to the ceiling at the run's KL, each at its default knob)",
+               f"{SECOND}; Rafailov et al. 2023, Fig. 2", "gap", ("dpo", DV), ("ppo", "0.04"),
+               "not above", REWARD_DELTA),
+    *[Comparison(f"dpo_reaches_its_optimum_{v}", f"DPO finds the policy its derivation "
+                 f"promises, pi* ∝ pi_ref exp(r / (T beta)) (beta {v}): objective regret "
+                 "within delta of 0", f"{SECOND}; {FIRST}; Rafailov et al. 2023, Eq. 4",
+                 "regret", ("paper_dpo", v), None, "not above", REWARD_DELTA)
+      for v in PAPER.values],
+    Comparison("online_dpo_beats_offline", "Online (iterative) DPO beats offline DPO: no "
+               "offline distribution shift (the same beta, steps and prompts)",
+               f"{FIRST} (DPO's issues: offline distribution shift)", "reward",
+               ("iterative_dpo", DV), ("dpo", DV), "above", REWARD_DELTA),
+    Comparison("online_ceiling_above_dpo", "An online method's ceiling is above DPO's, with "
+               "the same reward on both sides (GRPO and DPO + NLL at their defaults)",
+               f"{FIRST} (method selection: performance ceiling)", "reward",
+               ("grpo_judge", "0.04"), ("dpo", DV), "above", REWARD_DELTA),
+    Comparison("grpo_sharpens", "GRPO with a verifiable reward raises pass@1 (sampled "
+               "accuracy)", f"{FIRST} (rule-based rewards); Shao et al. 2024", "correct",
+               ("grpo", "0.04"), SFT, "above", REWARD_DELTA),
+    Comparison("reward_model_costs_ppo", "PPO on its reward model lands farther from the "
+               "ceiling than PPO on the true reward (the reward model, and the critic's start, "
+               "differ)", OWN, "gap", ("ppo", "0.04"), ("ppo_judge", "0.04"), "above",
+               REWARD_DELTA),
+    Comparison("grpo_std_beats_rloo", "GRPO's group-std advantage lands nearer the ceiling "
+               "than RLOO's leave-one-out (both with the KL in the reward, beta 0.04)",
+               f"{OWN} (GRPO: Shao et al. 2024; RLOO: Ahmadian et al. 2024)", "gap",
+               ("grpo_kl_reward", "0.04"), ("rloo", "0.04"), "below", REWARD_DELTA),
+    # GRPO's leash, a 2 x 2 at beta 0.04: each finding changes one thing
+    Comparison("std_scaling_leash_loss", "GRPO's std scaling lengthens its leash (KL in the "
+               "loss)", OWN, "kl", ("grpo_judge", "0.04"), ("grpo_judge_unscaled", "0.04"),
+               "above", KL_DELTA),
+    Comparison("std_scaling_leash_reward", "GRPO's std scaling lengthens its leash (KL in the "
+               "reward)", OWN, "kl", ("grpo_kl_reward", "0.04"),
+               ("grpo_kl_reward_unscaled", "0.04"), "above", KL_DELTA),
+    Comparison("placement_leash_scaled", "The KL in the loss (k3) gives a longer leash than in "
+               "the reward (with std scaling)", f"{OWN} (Tang and Munos 2025)", "kl",
+               ("grpo_judge", "0.04"), ("grpo_kl_reward", "0.04"), "above", KL_DELTA),
+    Comparison("placement_leash_unscaled", "The KL in the loss (k3) gives a longer leash than "
+               "in the reward (no std scaling)", f"{OWN} (Tang and Munos 2025)", "kl",
+               ("grpo_judge_unscaled", "0.04"), ("grpo_kl_reward_unscaled", "0.04"), "above",
+               KL_DELTA),
+]
 
 
-def sft_learning_rate_hurts(res) -> Claim:
-    """The paper's loss (no NLL term), at SFT's learning rate (1e-3) and at 1/33 of it (3e-5,
-    inside the article's 10-50x). Holds when at SFT's rate it ends below the SFT model on every
-    seed and at 1/33 of it above; does not hold when at SFT's rate it ends above the SFT model
-    on every seed; mixed otherwise."""
-    high, low, s = paired(res.column("paper_dpo_sft_lr", "", "reward_mean"),
-                          res.column("paper_dpo_low_lr", "", "reward_mean"), res.sft_column())
-    return Claim("DPO needs a learning rate 10-50x below SFT's; at SFT's it ends worse than the "
-                 "SFT model", SECOND, f"{EXTRAS['paper_dpo_sft_lr'][-1]} (SFT's) and "
-                 f"{EXTRAS['paper_dpo_low_lr'][-1]} (1/33 of it)",
-                 f"true reward {ms(high)} at 1e-3 and {ms(low)} at 3e-5, against {ms(s)} for the "
-                 "SFT model", verdict(every(high, s, above=False) and every(low, s),
-                                      every(high, s)), high + low + s)
+# ------------------------------------------------------------------ the per-seed thresholds
+
+def threshold(res, claim, source, runs, values: dict[str, float], holds, fmt=".3f") -> Claim:
+    """A claim judged per seed: holds(value) on each seed's number."""
+    outcomes = {s: None if not math.isfinite(v) else "beyond" if holds(v) else "reversed"
+                for s, v in values.items()}
+    verdict = judge_seeds(outcomes)
+    if verdict.startswith("does not hold: reversed"):
+        verdict = verdict.replace("does not hold: reversed", "does not hold")
+    return Claim(claim, source, runs, "per seed " + ", ".join(
+        f"{s}: {v:{fmt}}" for s, v in sorted(values.items(), key=lambda kv: int(kv[0]))),
+        verdict)
 
 
-def small_set_overfits(res) -> Claim:
-    """The warning sign (a last margin above 10 with the DPO part of the loss below 0.1) and
-    the harm (true reward below the default run's on every seed): holds with both, partly
-    with one, does not hold with neither."""
-    margin, dpo_part, small, full = paired(
-        logged(res, "dpo_small_set", "", "last", "rewards/margins"),
-        logged(res, "dpo_small_set", "", "last", "dpo_loss"),
-        res.column("dpo_small_set", "", "reward_mean"), res.column(DPO.name, DV, "reward_mean"))
-    sign, harm = bool(margin) and mean(margin) > 10 and mean(dpo_part) < 0.1, \
-        every(small, full, above=False)
-    return Claim("Many epochs on a small pair set overfit: margin > 10, loss near 0, quality "
-                 "falls", SECOND, EXTRAS["dpo_small_set"][-1] + " (about 110 pairs, 150 steps of "
-                 "32: about 40 epochs) against the default 2000 prompts",
-                 f"last margin {ms(margin, '.2f')}, DPO loss {ms(dpo_part)}; true reward "
-                 f"{ms(small)} against {ms(full)}",
-                 "holds" if sign and harm else "partly" if sign or harm else "does not hold",
-                 margin + dpo_part + small + full)
-
-
-def long_chosen_teach_length(res) -> Claim:
-    """Holds when, on every seed, DPO with the length-biased labeller answers longer than with
-    the true one."""
-    dl, d0 = paired(res.column("dpo_long_judge", "", "mean_length"),
-                    res.column(DPO.name, DV, "mean_length"))
-    return Claim("Chosen answers much longer than rejected teach length",
-                 f"{SECOND} (debugging checklist)", EXTRAS["dpo_long_judge"][-1] +
-                 " (a labeller that adds 0.03 a word)",
-                 f"DPO's answers {ms(dl, '.1f')} tokens against {ms(d0, '.1f')} with the true "
-                 "labeller", verdict(every(dl, d0)), dl + d0)
-
-
-def simpo_stops_length(res) -> Claim:
-    """Holds when SimPO's length gain from the biased labeller is under half of DPO's."""
-    dl, d0, sl, s0 = paired(res.column("dpo_long_judge", "", "mean_length"),
-                            res.column(DPO.name, DV, "mean_length"),
-                            res.column("simpo_long_judge", "", "mean_length"),
-                            res.column(SIMPO.name, "2.0", "mean_length"))
-    gain_d, gain_s = mean(dl) - mean(d0), mean(sl) - mean(s0)
-    return Claim("SimPO's length normalisation keeps a length-biased labeller from teaching "
-                 "length", f"{OWN} (SimPO: Meng et al. 2024)",
-                 EXTRAS["simpo_long_judge"][-1],
-                 f"SimPO's answers {ms(sl, '.1f')} tokens against {ms(s0, '.1f')} with the true "
-                 f"labeller: {gain_s:+.1f} against DPO's {gain_d:+.1f}",
-                 verdict(bool(sl) and gain_s < gain_d / 2, bool(sl) and gain_s >= gain_d / 2),
-                 dl + d0 + sl + s0)
+def small_set_warning_sign(res) -> Claim:
+    """The warning sign of the small pair set: its last margin above 10 with the DPO part of
+    the loss below 0.1 (the sign's size: the margin, where the loss is below 0.1)."""
+    margin, loss = (logged(res, "dpo_small_set", "", "last", k)
+                    for k in ("rewards/margins", "dpo_loss"))
+    values = {s: margin[s] if loss.get(s, math.nan) < 0.1 else 0.0 for s in margin}
+    return threshold(res, "Many epochs on a small pair set show the sign: margin > 10, loss "
+                     "near 0", SECOND, EXTRAS["dpo_small_set"][-1] + " (about 110 pairs, 150 "
+                     "steps of 32: about 40 epochs): the last logged margin, where the DPO "
+                     "loss is below 0.1 (else 0)", values, lambda v: v > 10, ".2f")
 
 
 def ipo_bounds_the_margin(res) -> Claim:
-    """IPO's last margin below 1.0 on every seed (twice its target) is bounded; holds when
-    DPO's also grew from the middle to the end on every seed, partly when only on the mean."""
-    im, il, dm, dl = (list(logged(res, m.name, v, w, "rewards/margins").values())
-                      for m, v, w in ((IPO, "0.5", "middle"),
-                      (IPO, "0.5", "last"), (DPO, DV, "middle"), (DPO, DV, "last")))
-    bounded = bool(il) and all(x < 1.0 for x in il)
-    return Claim("IPO keeps the margin bounded where DPO's grows", f"{FIRST}; Azar et al. 2023",
-                 command(IPO, "0.5") + " and " + command(DPO, DV) + ": rewards/margins over the "
-                 "middle and last 10 logged steps",
-                 f"IPO {ms(im)} -> {ms(il)} (its target tau x 1/(2 tau) = 0.5); DPO {ms(dm)} -> "
-                 f"{ms(dl)}", "holds" if bounded and every(dl, dm) else "partly: IPO's is "
-                 "bounded, DPO's grew on the mean, not on every seed" if bounded and
-                 mean(dl) > mean(dm) else "does not hold", im + il + dm + dl)
+    """IPO regresses the margin to tau x 1/(2 tau) = 0.5: bounded means its last margin is
+    below 1.0 (twice the target)."""
+    return threshold(res, "IPO keeps the margin bounded (below twice its target 0.5)",
+                     f"{FIRST}; Azar et al. 2023", command(IPO, "0.5") + ": rewards/margins "
+                     "over the last 10 logged steps",
+                     logged(res, IPO.name, "0.5", "last", "rewards/margins"), lambda v: v < 1.0)
 
 
-def beats_sft(m, text, source):
-    def claim(res) -> Claim:
-        """Holds when the method's true reward is above the SFT model's on every seed."""
-        x, s, d = paired(res.column(m.name, "0.1", "reward_mean"), res.sft_column(),
-                         res.column(DPO.name, DV, "reward_mean"))
-        return Claim(text, source, command(m, "0.1"), f"true reward {ms(x)} against {ms(s)} for "
-                     f"the SFT model ({ms(d)} for DPO)", verdict(every(x, s)), x + s)
-    claim.__name__ = f"beats_sft({m.name})"
-    return claim
+def dpo_margin_grows(res) -> Claim:
+    """DPO's margin still grows: its last 10 logged steps' mean above its middle 10's."""
+    mid, last = (logged(res, DPO.name, DV, w, "rewards/margins") for w in ("middle", "last"))
+    return threshold(res, "DPO's margin keeps growing (where IPO's is bounded)",
+                     f"{FIRST}; Azar et al. 2023", command(DPO, DV) + ": rewards/margins, the "
+                     "last 10 logged steps less the middle 10", {s: last[s] - mid[s] for s in
+                                                                 last}, lambda v: v > 0)
 
 
-def needs_sft_first(res) -> Claim:
-    """Holds when DPO from the pretrained model ends below DPO from the SFT model on the same
-    written pairs on every seed; does not hold when above on every seed."""
-    pre, off = paired(res.column("dpo_from_pretrained", "", "reward_mean"),
-                      res.column("dpo_offpolicy", "", "reward_mean"))
-    return Claim("DPO started from a model that was never SFT'd trains poorly",
-                 f"{SECOND} (common mistakes)", EXTRAS["dpo_from_pretrained"][-1],
-                 f"true reward {ms(pre)} against {ms(off)} from the SFT model on the same pairs",
-                 verdict(every(pre, off, above=False), every(pre, off)), pre + off)
+def grpo_closes_half(res) -> Claim:
+    """GRPO closes more than half the gap from the SFT model's sampled accuracy to its
+    pass@8 (what 8 samples would have found)."""
+    g, p8 = (res.column(GRPO.name, "0.04", k) for k in ("accuracy", "sft_pass@8"))
+    s = res.sft_column("accuracy")
+    closed = {k: (g[k] - s[k]) / max(1e-9, p8[k] - s[k]) for k in g if k in s}
+    return threshold(res, "GRPO's pass@1 closes over half the gap to the SFT model's pass@8",
+                     f"{FIRST} (rule-based rewards); Shao et al. 2024", command(GRPO, "0.04"),
+                     closed, lambda v: v > 0.5, ".0%")
 
 
-def onpolicy_beats_offpolicy(res) -> Claim:
-    """Holds when the SFT model's own judged samples give a higher true reward than the
-    persona generator's written pairs on every seed; does not hold when lower on every seed."""
-    on, off, won, woff = paired(
-        res.column(DPO.name, DV, "reward_mean"), res.column("dpo_offpolicy", "", "reward_mean"),
-        res.column(DPO.name, DV, "win_rate_vs_sft"),
-        res.column("dpo_offpolicy", "", "win_rate_vs_sft"))
-    return Claim("On-policy pairs (the SFT model's own samples) beat off-policy pairs",
-                 f"{FIRST} (offline distribution shift)",
-                 f"{command(DPO, DV)} against {EXTRAS['dpo_offpolicy'][-1]}",
-                 f"true reward {ms(on)} against {ms(off)}; win rate {ms(won)} against {ms(woff)}",
-                 verdict(every(on, off), every(off, on)), on + off)
+def win_rate_above_60(res) -> Claim:
+    return threshold(res, "A DPO model should beat the SFT model's answer on over 60% of "
+                     "prompts", f"{SECOND} (evaluation)", command(DPO, DV),
+                     res.column(DPO.name, DV, "win_rate_vs_sft"), lambda v: v > 0.6)
+
+
+def implicit_reward_separates(res) -> Claim:
+    return threshold(res, "On held-out pairs the implicit reward ranks chosen first on over "
+                     "90%", f"{SECOND} (evaluation)", command(DPO, DV),
+                     res.column(DPO.name, DV, "implicit_reward_accuracy"), lambda v: v > 0.9)
 
 
 MEMORY_RUNS = "a 25M-parameter model (8 x 512), a few steps of each script, one batch shape " \
     "(experiments/methods.py, MEMORY): the peak resident memory each process added to its start"
 
 
-def memory_of(res) -> dict[str, list[float]]:
-    return {name: list(per_seed.values()) for name, per_seed in res.memory.items()}
+def memory_share(res, name: str, of: str) -> dict[str, float]:
+    """{seed: name's memory as a share of `of`'s} (NaN where `of` added nothing)."""
+    a, b = res.memory.get(name, {}), res.memory.get(of, {})
+    return {s: ratio(a[s], b[s]) for s in a if s in b}
 
 
-def lora_and_simpo_halve_memory(res) -> Claim:
-    """Holds for each of LoRA (adapters-off reference) and SimPO (no reference) whose memory
-    is at most 55% of DPO's on the 25M-parameter model; "partly" when one of them does."""
-    mb = memory_of(res)
-    pct = {k: ratio(mean(mb.get(k, [])), mean(mb.get("DPO", []))) * 100
-           for k in ("LoRA-DPO", "SimPO")}
-    halved = [k for k, v in pct.items() if v <= 55]
-    return Claim("LoRA (adapters-off reference) and SimPO (no reference) halve DPO's memory",
-                 f"{SECOND} (LoRA, SimPO); Meng et al. 2024", MEMORY_RUNS,
-                 f"LoRA-DPO {ms(mb.get('LoRA-DPO', []), '.0f')} MiB ({pct['LoRA-DPO']:.0f}% of "
-                 f"DPO's), SimPO {ms(mb.get('SimPO', []), '.0f')} ({pct['SimPO']:.0f}%), DPO "
-                 f"{ms(mb.get('DPO', []), '.0f')}", "holds" if len(halved) == 2 else
-                 f"partly: {halved[0]} only" if halved else "does not hold", list(pct.values()))
+def memory_claim(name, of, text, source, holds):
+    def claim(res) -> Claim:
+        return threshold(res, text, source, MEMORY_RUNS, memory_share(res, name, of), holds,
+                         ".0%")
+    claim.__name__ = f"memory({name}, {of})"
+    return claim
 
 
-def memory_ratios(res) -> Claim:
-    """Holds when DPO's and GRPO's memory on the 25M-parameter model are within 15 points of
-    40% and 60% of RLHF's (reward model and PPO, the larger); "the order holds" when only
-    DPO < GRPO < RLHF does."""
-    mb = memory_of(res)
-    pct = [ratio(mean(mb.get(k, [])), mean(mb.get("RLHF", []))) * 100 for k in ("DPO", "GRPO")]
-    close = all(abs(g - s) <= 15 for g, s in zip(pct, (40, 60)))
-    ordered = pct[0] < pct[1] < 100
-    return Claim("Training memory: RLHF 100%, DPO 40%, GRPO 60%", f"{FIRST} (resource bars)",
-                 MEMORY_RUNS, f"DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of RLHF's "
-                 f"({ms(mb.get('RLHF', []), '.0f')} MiB)", "holds" if close and ordered else
-                 "the order holds, the ratios do not" if ordered else "does not hold", pct)
+def time_share(res, m) -> dict[str, float]:
+    """{seed: m's training time as a share of RLHF's (reward model + PPO)}, middle knobs."""
+    used = resources(res, (PPO, m))
+    seeds = [s for s, r in res.runs_of(m.name, used[m.name]["value"]).items()]
+    rlhf = dict(zip(res.runs_of(PPO.name, used[PPO.name]["value"]), used[PPO.name]["train_seconds"]))
+    own = dict(zip(seeds, used[m.name]["train_seconds"]))
+    return {s: ratio(own[s], rlhf[s]) for s in own if s in rlhf}
 
 
-def time_ratios(res) -> Claim:
-    """Holds when DPO's and GRPO's training times are within 15 points of 30% and 60% of
-    RLHF's; "the order holds" when only DPO < GRPO < RLHF does."""
-    used = resources(res, (PPO, DPO, GRPO))
-    pct = [mean(used[m.name]["train_seconds"]) / mean(used[PPO.name]["train_seconds"]) * 100
-           for m in (DPO, GRPO)]
-    close = all(abs(g - s) <= 15 for g, s in zip(pct, (30, 60)))
-    ordered = pct[0] < pct[1] < 100
-    return Claim("Training time: RLHF 100%, DPO 30%, GRPO 60%", f"{FIRST} (resource bars)",
-                 "the resources table (middle knob values)",
-                 f"DPO {pct[0]:.0f}%, GRPO {pct[1]:.0f}% of RLHF's",
-                 "holds" if close and ordered else "the order holds, the ratios do not"
-                 if ordered else "does not hold", pct)
+def time_claim(m, text, source, holds):
+    def claim(res) -> Claim:
+        return threshold(res, text, source, "the resources table (middle knob values), per "
+                         "seed", time_share(res, m), holds, ".0%")
+    claim.__name__ = f"time({m.name})"
+    return claim
 
 
-def dpo_faster_than_rlhf(res) -> Claim:
-    """Holds when RLHF's training time (reward model + PPO) is 3 to 10 times DPO's."""
-    used = resources(res, (PPO, DPO))
-    times = ratio(mean(used[PPO.name]["train_seconds"]), mean(used[DPO.name]["train_seconds"]))
-    return Claim("DPO trains 3-10x faster than RLHF", SECOND, "the resources table",
-                 f"RLHF (reward model + PPO) took {times:.1f}x DPO's training time",
-                 verdict(3 <= times <= 10), [times])
-
-
-def ppo_less_stable(res) -> Claim:
-    """Holds when PPO's true reward varies more than DPO's both over seeds (at the middle knob)
-    and over the knob (range of the means); does not hold when less on both."""
-    spread = {}
-    for m in (PPO, DPO):
-        r = {v: list(res.column(m.name, v, "reward_mean").values()) for v in m.values}
-        means = [mean(x) for x in r.values() if x]
-        seeds = summarize(r[middle(res, m)]) if means else {"n": 0}
-        spread[m] = (seeds["std"] if seeds["n"] > 1 else math.nan,
-                     max(means) - min(means) if len(means) > 1 else math.nan)
-    return Claim("PPO is less stable than DPO", f"{FIRST}; {SECOND}",
-                 f"{command(PPO, 'K')}, K = {', '.join(PPO.values)}; {command(DPO, 'B')}, B = "
-                 f"{', '.join(DPO.values)}", f"true reward std over seeds {spread[PPO][0]:.3f} "
-                 f"(PPO) against {spread[DPO][0]:.3f} (DPO); range of means over the knob "
-                 f"{spread[PPO][1]:.3f} against {spread[DPO][1]:.3f}",
-                 verdict(all(p > d for p, d in zip(spread[PPO], spread[DPO])),
-                         all(p < d for p, d in zip(spread[PPO], spread[DPO]))),
-                 [*spread[PPO], *spread[DPO]])
-
-
-def nearest(res, m, key: str = "gap") -> tuple[str, list[float]]:
-    """(knob value, its distances per seed) of m's run nearest the ceiling: the least mean
-    reward gap, or the highest mean KL efficiency."""
-    by_value = {v: distance(res, m, v, key) for v in m.values if distance(res, m, v, key)}
-    if not by_value:
-        return "", []
-    pick = min if key == "gap" else max
-    v = pick(by_value, key=lambda u: mean(by_value[u]))
-    return v, by_value[v]
-
-
-def dpo_matches_ppo(res) -> Claim:
-    """Judged by the distance from the ceiling, which puts every run on one scale whatever KL it
-    spent: each method at its knob value nearest the ceiling (least mean reward gap, R*(KL) -
-    R). Holds when DPO + NLL's gap is at most PPO's plus one seed std (the larger of the two);
-    does not hold when it is more."""
-    (dv, dgap), (pv, pgap) = nearest(res, DPO), nearest(res, PPO)
-    spread = max(std(dgap), std(pgap)) if dgap and pgap else math.nan
-    eff = {m: nearest(res, m, "efficiency") for m in (DPO, PPO)}
-    return Claim("DPO matches or beats PPO on the reward-vs-KL frontier",
-                 f"{SECOND}; Rafailov et al. 2023, Fig. 2", f"{command(DPO, 'B')}, B = "
-                 f"{', '.join(DPO.values)}; {command(PPO, 'K')}, K = {', '.join(PPO.values)}",
-                 f"reward gap to the ceiling: DPO + NLL {ms(dgap)} (beta {dv}), PPO {ms(pgap)} "
-                 f"(kl_coef {pv}); KL efficiency: DPO + NLL {ms(eff[DPO][1], '.0%')}, PPO "
-                 f"{ms(eff[PPO][1], '.0%')}", verdict(mean(dgap) <= mean(pgap) + spread),
-                 [mean(dgap), mean(pgap), spread])
-
-
-def dpo_reaches_its_optimum(res) -> Claim:
-    """DPO's loss on Bradley-Terry labels at temperature T is minimised, with enough pairs, by
-    pi ∝ pi_ref exp(r / (T beta)): the ceiling at beta' = T beta. Holds when, at every beta,
-    the trained policy's mean true reward is within 0.05 of the promised one and its KL within
-    a factor 1.5 of it; does not hold when at none."""
-    promised = res.promised.get(PAPER.name, {})
-    near = []
-    for v in PAPER.values:
-        kl, rw = (mean(res.column(PAPER.name, v, k).values()) for k in ("kl_to_ref", "reward_mean"))
-        p = promised.get(v, {"kl": math.nan, "reward": math.nan})
-        near.append((v, kl, rw, p, abs(rw - p["reward"]) < 0.05 and
-                     p["kl"] / 1.5 <= kl <= p["kl"] * 1.5))
-    return Claim("DPO finds the policy its derivation promises, pi* ∝ pi_ref exp(r / beta)",
-                 f"{SECOND}; {FIRST}; Rafailov et al. 2023, Eq. 4", command(PAPER, "B") +
-                 f", B = {', '.join(PAPER.values)}; promised: the ceiling at beta' = T beta",
-                 "; ".join(f"beta {v}: promised {p['reward']:.3f} at {p['kl']:.2f} nats, "
-                           f"reached {rw:.3f} at {kl:.2f}" for v, kl, rw, p, _ in near),
-                 verdict(all(n for *_, n in near), not any(n for *_, n in near)),
-                 [x for _, kl, rw, p, _ in near for x in (kl, rw, p["kl"], p["reward"])])
-
-
-def side_by_side(res, a, b, claim: str, source: str) -> Claim:
-    """The claim that method a learns more than method b at the same knob values, measured:
-    true reward and KL at each value, on the seeds both have. Holds when a's mean true reward
-    is higher at every value and on every seed at the middle one; does not hold when lower at
-    every value; mixed otherwise."""
-    rows = [(v, *paired(*(res.column(m.name, v, k) for k in ("reward_mean", "kl_to_ref")
-                          for m in (a, b)))) for v in a.values]      # (v, ra, rb, ka, kb)
-    higher = [bool(ra) and mean(ra) > mean(rb) for _, ra, rb, *_ in rows]
-    return Claim(claim, source, f"{command(a, 'B')} against {command(b, 'B')}, B = "
-                 f"{', '.join(a.values)}", "; ".join(
-                     f"{a.knob} {v}: true reward {ms(ra)} at {mean(ka):.2f} nats against "
-                     f"{ms(rb)} at {mean(kb):.2f}" for v, ra, rb, ka, kb in rows),
-                 verdict(all(higher) and every(rows[1][1], rows[1][2]), not any(higher)),
-                 [mean(x) for _, *cols in rows for x in cols])
-
-
-def online_dpo_beats_offline(res) -> Claim:
-    """Iterative DPO (3 rounds, each on pairs of the policy's own answers) against offline DPO +
-    NLL (the SFT model's pairs), the same steps, prompts and beta (rule: side_by_side)."""
-    return side_by_side(res, ITERATIVE, DPO, "Online (iterative) DPO beats offline DPO: no "
-                        "offline distribution shift", f"{FIRST} (DPO's issues: offline "
-                        "distribution shift)")
-
-
-def online_ceiling_above_dpo(res) -> Claim:
-    """The performance ceiling, with one reward on both sides (the judge that labels DPO's
-    pairs): the article's GRPO (group-std advantage, KL in the loss) against DPO + NLL, each
-    at its knob value of highest mean true reward (the same choice on both sides; the other
-    online methods are not picked from). Holds when GRPO's true reward is above DPO's on every
-    seed; does not hold when below on the mean; mixed otherwise."""
-    def best(m):
-        rewards = {v: res.column(m.name, v, "reward_mean") for v in m.values}
-        v = max(rewards, key=lambda u: mean(rewards[u].values()))
-        return v, rewards[v]
-    (dv, dpo), (gv, grpo) = best(DPO), best(GRPO_JUDGE)
-    g, d = paired(grpo, dpo)
-    return Claim("An online method's ceiling is above DPO's (online optimisation against "
-                 "offline limitations), with the same reward on both sides",
-                 f"{FIRST} (method selection: performance ceiling)", f"{command(GRPO_JUDGE, 'B')} "
-                 f"and {command(DPO, 'B')}, each at its best B", f"GRPO {ms(g)} (beta {gv}) "
-                 f"against DPO + NLL {ms(d)} (beta {dv})",
-                 verdict(every(g, d), mean(g) < mean(d)), g + d)
-
-
-def grpo_std_beats_rloo(res) -> Claim:
-    """GRPO (std-scaled group advantage, k3 in the loss) against RLOO (leave-one-out baseline,
-    k1 in the reward, whole answers), each at its knob value nearest the ceiling, by the reward
-    gap and by the KL efficiency: equal knob values would not be equal leashes. Holds when
-    GRPO is nearer by both measures; does not hold when farther by both; mixed otherwise."""
-    (gv, ggap), (rv, rgap) = nearest(res, GRPO_JUDGE), nearest(res, RLOO)
-    (ge, geff), (re, reff) = nearest(res, GRPO_JUDGE, "efficiency"), nearest(res, RLOO,
-                                                                             "efficiency")
-    nearer = [mean(ggap) < mean(rgap), mean(geff) > mean(reff)]
-    return Claim("GRPO's group-std advantage lands nearer the ceiling than RLOO",
-                 f"{OWN} (GRPO: Shao et al. 2024; RLOO: Ahmadian et al. 2024)",
-                 f"{command(GRPO_JUDGE, 'B')}, B = {', '.join(GRPO_JUDGE.values)}; "
-                 f"{command(RLOO, 'B')}, B = {', '.join(RLOO.values)}",
-                 f"reward gap GRPO {ms(ggap)} (beta {gv}) against RLOO {ms(rgap)} (beta {rv}); "
-                 f"KL efficiency GRPO {ms(geff, '.0%')} (beta {ge}) against RLOO "
-                 f"{ms(reff, '.0%')} (beta {re})", verdict(all(nearer), not any(nearer)),
-                 [mean(x) for x in (ggap, rgap, geff, reff)])
-
-
-def kl_in_the_reward_lands_nearer(res) -> Claim:
-    """GRPO with the KL in the reward (k1 summed over the answer, before the advantages) against
-    the paper's k3 in the loss, at the same betas, all else equal: the reward gap to the
-    ceiling and the KL efficiency at each beta (the gap alone favours whichever spent more KL
-    where the ceiling is flat). Holds when the reward's is nearer by both at every beta; does
-    not hold when farther by both at every beta; mixed otherwise."""
-    rows = [(v, *(distance(res, m, v, key) for m in (GRPO_KL_REWARD, GRPO_JUDGE)
-                  for key in ("gap", "efficiency"))) for v in GRPO_JUDGE.values]
-    nearer = [mean(rg) < mean(lg) and mean(re) > mean(le) for _, rg, re, lg, le in rows]
-    farther = [mean(rg) > mean(lg) and mean(re) < mean(le) for _, rg, re, lg, le in rows]
-    return Claim("Where the KL goes decides where GRPO lands: in the reward, nearer the "
-                 "ceiling than in the loss", f"{OWN} (Tang and Munos 2025: k3 in the loss "
-                 "follows KL(pi_ref || pi))", f"{command(GRPO_KL_REWARD, 'B')} against "
-                 f"{command(GRPO_JUDGE, 'B')}, B = {', '.join(GRPO_JUDGE.values)}",
-                 "; ".join(f"beta {v}: gap {ms(rg)} and KL efficiency {ms(re, '.0%')} in the "
-                           f"reward, {ms(lg)} and {ms(le, '.0%')} in the loss"
-                           for v, rg, re, lg, le in rows),
-                 verdict(all(nearer), all(farther)),
-                 [mean(x) for _, *cols in rows for x in cols])
-
-
-def grpo_sharpens(res) -> Claim:
-    """Holds when GRPO's sampled accuracy is above the SFT model's on every seed and closes
-    more than half the gap to the SFT model's pass@8."""
-    g, s, p8 = paired(res.column(GRPO.name, "0.04", "accuracy"), res.sft_column("accuracy"),
-                      res.column(GRPO.name, "0.04", "sft_pass@8"))
-    closed = (mean(g) - mean(s)) / max(1e-9, mean(p8) - mean(s)) if g else math.nan
-    return Claim("GRPO with a verifiable reward sharpens pass@1 toward pass@G",
-                 f"{FIRST} (rule-based rewards); Shao et al. 2024", command(GRPO, "0.04"),
-                 f"sampled accuracy {ms(s)} (SFT) -> {ms(g)} (GRPO); the SFT model's pass@8 "
-                 f"{ms(p8)}: {closed:.0%} of the gap closed", verdict(every(g, s) and closed > 0.5),
-                 g + s + p8)
-
-
-def win_rate_above_60(res) -> Claim:
-    """Holds when the default DPO run's win rate over the SFT model is above 0.6 on every seed."""
-    w = list(res.column(DPO.name, DV, "win_rate_vs_sft").values())
-    return Claim("A DPO model should beat the SFT model's answer on over 60% of prompts",
-                 f"{SECOND} (evaluation)", command(DPO, DV), f"win rate {ms(w)}",
-                 verdict(bool(w) and min(w) > 0.6), w)
-
-
-def implicit_reward_separates(res) -> Claim:
-    """Holds when the implicit reward ranks the chosen answer first on over 90% of held-out
-    pairs on every seed."""
-    ira = list(res.column(DPO.name, DV, "implicit_reward_accuracy").values())
-    return Claim("On held-out pairs the implicit reward separates chosen from rejected",
-                 f"{SECOND} (evaluation)", command(DPO, DV), f"implicit reward ranks chosen first "
-                 f"on {ms(ira)} of the pairs", verdict(bool(ira) and min(ira) > 0.9), ira)
-
-
-CLAIMS = [higher_beta_lower_kl(PAPER), higher_beta_lower_kl(DPO), sft_learning_rate_hurts,
-          small_set_overfits, long_chosen_teach_length, ipo_bounds_the_margin,
-          beats_sft(KTO, "KTO works from binary labels (no pairs)",
-                    f"{FIRST}; Ethayarajh et al. 2024"),
-          beats_sft(ORPO, "ORPO works without an SFT stage", f"{SECOND}; Hong et al. 2024"),
-          needs_sft_first, onpolicy_beats_offpolicy, lora_and_simpo_halve_memory, memory_ratios,
-          time_ratios, dpo_faster_than_rlhf, ppo_less_stable, dpo_matches_ppo,
-          dpo_reaches_its_optimum, online_dpo_beats_offline, online_ceiling_above_dpo,
-          grpo_sharpens, win_rate_above_60, implicit_reward_separates,
-          # this project's own findings
-          simpo_stops_length, grpo_std_beats_rloo, kl_in_the_reward_lands_nearer]
+THRESHOLDS = [
+    small_set_warning_sign, ipo_bounds_the_margin, dpo_margin_grows, grpo_closes_half,
+    win_rate_above_60, implicit_reward_separates,
+    memory_claim("LoRA-DPO", "DPO", "LoRA (adapters-off reference) halves DPO's memory "
+                 "(55% or less)", f"{SECOND} (LoRA)", lambda v: v <= 0.55),
+    memory_claim("SimPO", "DPO", "SimPO (no reference) halves DPO's memory (55% or less)",
+                 f"{SECOND} (SimPO); Meng et al. 2024", lambda v: v <= 0.55),
+    memory_claim("DPO", "RLHF", "DPO's training memory is 40% of RLHF's (within 15 points)",
+                 f"{FIRST} (resource bars)", lambda v: abs(v - 0.40) <= 0.15),
+    memory_claim("GRPO", "RLHF", "GRPO's training memory is 60% of RLHF's (within 15 points)",
+                 f"{FIRST} (resource bars)", lambda v: abs(v - 0.60) <= 0.15),
+    time_claim(DPO, "DPO's training time is 30% of RLHF's (within 15 points)",
+               f"{FIRST} (resource bars)", lambda v: abs(v - 0.30) <= 0.15),
+    time_claim(GRPO, "GRPO's training time is 60% of RLHF's (within 15 points)",
+               f"{FIRST} (resource bars)", lambda v: abs(v - 0.60) <= 0.15),
+    time_claim(DPO, "DPO trains 3-10x faster than RLHF (10% to 33% of its time)", SECOND,
+               lambda v: 0.1 <= v <= 1 / 3),
+]
 
 
 def checks(res) -> list[Check]:
@@ -493,9 +459,5 @@ def checks(res) -> list[Check]:
 
 
 def judge(res) -> list[Claim]:
-    """Every claim against the results; one whose rule read a NaN, or nothing, is not judged."""
-    claims = [c(res) for c in CLAIMS]
-    for c in claims:
-        if not c.numbers or not all(math.isfinite(x) for x in c.numbers):
-            c.verdict = "not run"
-    return claims
+    """Every claim against the results: the comparisons, then the thresholds."""
+    return [judge_comparison(res, c) for c in COMPARISONS] + [t(res) for t in THRESHOLDS]

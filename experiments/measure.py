@@ -4,6 +4,7 @@ the points DPO's and PPO's own objectives are minimised at, and each run's dista
 ceiling; the spread of GRPO's group baseline against G; the SFT control's KL; the trainable
 parameters of each kind of method; the memory runs' peaks."""
 
+import json
 import math
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from data.batching import end_id, prompt_ids
 from data.world import eval_prompts, is_correct, reward
 from evaluation import generate, kl_to_reference, scores_of_answers
 from experiments import ceiling
+from experiments.claims import COMPARISONS
 from experiments.methods import METHODS
 from experiments.results import Results, mean, std
 from model import ScoreModel, add_lora, load_checkpoint
@@ -58,32 +60,51 @@ def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
     return scores_of_answers(rm, rows, tokens).cpu().numpy().reshape(-1, samples)
 
 
+def objective(m, value: str, rewards, rm, eos):
+    """(scores (prompts, M), beta) of the objective E[s] - beta KL(pi || pi_ref) whose optimum
+    method m is promised at knob `value`, by its Method.promise, or None: "labels", the paper's
+    DPO loss on Bradley-Terry labels at temperature T, s = r at beta' = T beta (pi ∝ pi_ref
+    exp(r / (T beta))); "reward model", PPO's, s = the RM's score at kl_coef; "true reward",
+    s = r at beta. PPO's s loses its missing-EOS penalty on the answers that never end (eos:
+    1.0 for those). rm: the reward model's scores, or None without one."""
+    penalty = PPOConfig.missing_eos_penalty * eos if m.script == "train_ppo.py" else 0.0
+    if m.promise == "labels":
+        return rewards, float(m.flags["label_temperature"]) * float(value)
+    if m.promise == "reward model" and rm is not None:
+        return rm - penalty, float(value)
+    if m.promise == "true reward":
+        return rewards - penalty, float(value)
+    return None
+
+
 def promised(rewards, rm, eos) -> dict[str, dict[str, tuple]]:
-    """Where each method's own objective is maximised, read off on the true reward, by the
-    Method.promise of each: "labels", the paper's DPO loss on Bradley-Terry labels at
-    temperature T, at beta, by pi ∝ pi_ref exp(r / (T beta)) (the ceiling at beta' = T beta);
-    "reward model", PPO at kl_coef by pi ∝ pi_ref exp(RM score / kl_coef); "true reward",
-    E[r] - beta KL(pi || pi_ref) by the ceiling at beta. PPO's score loses its missing-EOS
-    penalty on the answers that never end (eos: 1.0 for those). rm: the reward model's scores,
-    or None without one."""
+    """{method: {knob: (true reward, KL)}}: where each method's own objective is maximised
+    (objective()), read off on the true reward."""
     out = {}
     for m in METHODS.values():
-        penalty = PPOConfig.missing_eos_penalty * eos if m.script == "train_ppo.py" else 0.0
-        if m.promise == "labels":
-            T = float(m.flags["label_temperature"])
-            out[m.name] = {v: ceiling.optimum(rewards, rewards, T * float(v)) for v in m.values}
-        elif m.promise == "reward model" and rm is not None:
-            out[m.name] = {v: ceiling.optimum(rm - penalty, rewards, float(v)) for v in m.values}
-        elif m.promise == "true reward":
-            out[m.name] = {v: ceiling.optimum(rewards - penalty, rewards, float(v))
-                           for v in m.values}
+        for v in m.values:
+            target = objective(m, v, rewards, rm, eos)
+            if target is not None:
+                out.setdefault(m.name, {})[v] = ceiling.optimum(target[0], rewards, target[1])
     return out
 
 
-def distances(results: Results, seed: str, rewards) -> dict:
-    """{method: {knob value: {"gap", "efficiency"}}} for this seed's runs: the reward gap
-    R*(KL) - R at the run's KL, and the KL efficiency KL*(R) / KL (the least KL any policy
-    needs for the run's reward, over the KL it spent)."""
+def run_score(m, run) -> float:
+    """The mean score s of a run's answers, in its objective's units (objective()): its true
+    reward, or for PPO the RM's score or the true reward, less the missing-EOS penalty times
+    the share of its answers that never ended."""
+    penalty = PPOConfig.missing_eos_penalty * run.get("unfinished") \
+        if m.script == "train_ppo.py" else 0.0
+    return (run.get("rm_score") if m.promise == "reward model" else run.get("reward_mean")) \
+        - penalty
+
+
+def distances(results: Results, seed: str, rewards, rm=None, eos=None) -> dict:
+    """{method: {knob value: {"gap", "efficiency", "regret"}}} for this seed's runs: the reward
+    gap R*(KL) - R at the run's KL, the KL efficiency KL*(R) / KL (the least KL any policy
+    needs for the run's reward, over the KL it spent), and for a method with a promised point
+    the objective regret J*(beta) - (S - beta KL) (ceiling.regret, S: run_score, at the run's
+    own beta; NaN where its KL came out below 0, an estimate's error, not a policy)."""
     out = {}
     for m in METHODS.values():
         for v in results.knobs_run(m.name):
@@ -92,10 +113,74 @@ def distances(results: Results, seed: str, rewards) -> dict:
                 continue
             kl, r = run.get("kl_to_ref"), run.get("reward_mean")
             if math.isfinite(kl) and math.isfinite(r):
+                target = objective(m, v, rewards, rm, eos)
                 out.setdefault(m.name, {})[v] = {
                     "gap": ceiling.reward_at(rewards, kl) - r,
-                    "efficiency": ceiling.kl_needed(rewards, r) / kl if kl > 0 else math.nan}
+                    "efficiency": ceiling.kl_needed(rewards, r) / kl if kl > 0 else math.nan,
+                    "regret": math.nan if target is None or kl < 0 else
+                    ceiling.regret(*target, run_score(m, run), kl)}
     return out
+
+
+def answers_of(out: Path, results: Results, arm, seed: str) -> dict[str, np.ndarray] | None:
+    """One arm's held-out answers on one seed, a column per field of its <stage>_samples.jsonl
+    (evaluation.sample_rows: reward, correct, length, finished, kl), or None without them."""
+    method, knob = arm
+    if method == "sft":
+        path = out / f"seed{seed}" / "sft_samples.jsonl"
+    else:
+        run = results.runs_of(method, knob).get(seed)
+        path = None if run is None else out / run.folder / f"{run.stage}_samples.jsonl"
+    if path is None or not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if not all(k in rows[0] for k in ("length", "finished")):
+        return None                                    # written before these were kept
+    columns = {k: np.array([float(r.get(k, 0.0)) for r in rows])      # the SFT model: kl 0
+               for k in ("reward", "correct", "length", "finished", "kl")}
+    columns["prompts"] = [r["prompt"] for r in rows]
+    return columns
+
+
+def paired_noise(results: Results, out: Path, seed: str, rewards, rm, eos,
+                 draws: int = 200) -> dict[str, float]:
+    """{comparison: the standard error of its paired difference on this seed from evaluation
+    noise alone}: each draw resamples the held-out prompts (with replacement), the same for
+    both arms, and recomputes the difference of the arms' numbers (claims.METRICS): a mean
+    over the answers, or the reward gap or regret from the seed's ceiling (fixed: it is
+    shared by both arms). NaN where an arm's answers, or its prompts' match, are missing, and
+    for a number with no answers behind it (a path's drawdown)."""
+    rng = np.random.default_rng(int(seed))
+    noise = {}
+    for c in COMPARISONS:
+        arms = [answers_of(out, results, arm, seed) if arm else None for arm in (c.a, c.b)]
+        if arms[0] is None or (c.b and arms[1] is None) or c.metric == "drawdown" or \
+                (c.b and arms[0]["prompts"] != arms[1]["prompts"]):
+            noise[c.name] = math.nan
+            continue
+        n = len(arms[0]["reward"])
+        idx = rng.integers(0, n, (draws, n))
+        diff = np.zeros(draws)
+        for sign, arm, cols in ((1, c.a, arms[0]), (-1, c.b, arms[1])):
+            if arm is None:
+                continue
+            if c.metric in ("reward", "correct", "length", "kl"):
+                x = cols[c.metric][idx].mean(1)
+            elif c.metric == "gap":
+                x = np.array([ceiling.reward_at(rewards, k) for k in cols["kl"][idx].mean(1)]) \
+                    - cols["reward"][idx].mean(1)
+            else:                               # regret: J* (fixed) - (S - beta KL)
+                m = METHODS[arm[0]]
+                target = objective(m, arm[1], rewards, rm, eos)
+                if target is None or m.promise == "reward model":      # no RM score per answer
+                    x = np.full(draws, math.nan)
+                else:
+                    score = cols["reward"] - (PPOConfig.missing_eos_penalty * (1 - cols["finished"])
+                                              if m.script == "train_ppo.py" else 0.0)
+                    x = -(score - target[1] * cols["kl"])[idx].mean(1)
+            diff += sign * x
+        noise[c.name] = float(diff.std(ddof=1))
+    return noise
 
 
 def group_baseline(model, prompts, texts, samples: int, seed: int) -> dict[str, dict]:
@@ -148,8 +233,11 @@ def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
         rm = folder / "rm.pt"
         scores = rm_scores(load_checkpoint(rm, cls=ScoreModel)[0].eval(), prompts, tokens, M) \
             if rm.exists() else None
-        results.promised_by_seed[s] = promised(R, scores, unfinished(tokens, M))
-        results.distance[s] = distances(results, s, R)
+        eos = unfinished(tokens, M)
+        results.promised_by_seed[s] = promised(R, scores, eos)
+        results.distance[s] = distances(results, s, R, scores, eos)
+        for name, se in paired_noise(results, out, s, R, scores, eos).items():
+            results.noise.setdefault(name, {})[s] = se
         results.group_baseline[s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
         control = results.runs_of("sft_control").get(s)
         if control:

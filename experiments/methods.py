@@ -45,7 +45,9 @@ class Method:
 DPO_KNOBS = "beta, learning rate"
 JUDGE = "prompts + the judge"
 GRPO_KNOBS = "beta, G, epsilon, learning rate"
-KL_IN_REWARD = ("0.02", "0.05", "0.1")    # beta of E[r] - beta KL: the same points of the ceiling
+# beta (kl_coef) of every online method on the judge's reward: the same points of the ceiling,
+# so that two of them are compared at matched knob values
+ON_JUDGE = ("0.01", "0.04", "0.16")
 METHODS = {m.name: m for m in [
     Method("paper_dpo", "DPO, the paper's loss (Bradley-Terry labels)", "train_dpo.py", "beta",
            ("0.1", "0.3", "1.0"), "preference pairs", "model", DPO_KNOBS,
@@ -69,7 +71,7 @@ METHODS = {m.name: m for m in [
     # are on the judge's reward, below, which the full run's time budget spends its knobs on
     Method("grpo", "GRPO", "train_grpo.py", "beta", ("0.04",),
            "prompts + a rule (correct or not)", "model", GRPO_KNOBS),
-    Method("ppo", "PPO + reward model (RLHF)", "train_ppo.py", "kl_coef", KL_IN_REWARD,
+    Method("ppo", "PPO + reward model (RLHF)", "train_ppo.py", "kl_coef", ON_JUDGE,
            "preference pairs (the RM) + prompts", "model + critic",
            "kl_coef, vf_coef, epsilon, value_epsilon, gamma, lam, num_ppo_epochs, "
            "num_mini_batches, learning rate; the RM's learning rate, steps",
@@ -78,27 +80,35 @@ METHODS = {m.name: m for m in [
     Method("iterative_dpo", "Iterative DPO + NLL (3 rounds)", "train_dpo.py", "beta",
            ("0.03", "0.1", "0.3"), "prompts + the judge (pairs of its own answers)", "model",
            DPO_KNOBS + ", rpo_alpha, rounds", flags={"rounds": "3"}),
+    # GRPO's leash as a 2 x 2: where the KL goes (the loss, k3; the reward, k1) and whether
+    # the group's std scales the advantage (GRPO's) or not (--scale_rewards none)
     Method("grpo_judge", "GRPO (judge reward), KL in the loss", "train_grpo.py", "beta",
-           ("0.01", "0.04", "0.16"), JUDGE, "model", GRPO_KNOBS, flags={"reward": "judge"}),
+           ON_JUDGE, JUDGE, "model", GRPO_KNOBS, flags={"reward": "judge"}),
     Method("grpo_kl_reward", "GRPO (judge reward), KL in the reward", "train_grpo.py", "beta",
-           ("0.01", "0.04", "0.16"), JUDGE, "model", GRPO_KNOBS,
-           flags={"reward": "judge", "kl_in": "reward"}),
+           ON_JUDGE, JUDGE, "model", GRPO_KNOBS, flags={"reward": "judge", "kl_in": "reward"}),
+    Method("grpo_judge_unscaled", "GRPO (judge reward), KL in the loss, no std scaling",
+           "train_grpo.py", "beta", ON_JUDGE, JUDGE, "model", GRPO_KNOBS,
+           flags={"reward": "judge", "scale_rewards": "none"}),
+    Method("grpo_kl_reward_unscaled", "GRPO (judge reward), KL in the reward, no std scaling",
+           "train_grpo.py", "beta", ON_JUDGE, JUDGE, "model", GRPO_KNOBS,
+           flags={"reward": "judge", "kl_in": "reward", "scale_rewards": "none"}),
     # every answer in the loss (--no-mask_truncated): an answer cut off at the sampler's
     # limit, left out, would leave the objective E[r] - beta KL whose optimum is promised
     Method("dr_grpo", "Dr. GRPO (judge reward), KL in the reward", "train_grpo.py", "beta",
-           KL_IN_REWARD, JUDGE, "model", "beta, G, learning rate",
+           ON_JUDGE, JUDGE, "model", "beta, G, learning rate",
            flags={"reward": "judge", "loss_type": "dr_grpo", "scale_rewards": "none",
                   "kl_in": "reward", "no-mask_truncated": None}, promise="true reward"),
-    Method("rloo", "RLOO (judge reward)", "train_grpo.py", "beta", KL_IN_REWARD, JUDGE, "model",
+    Method("rloo", "RLOO (judge reward)", "train_grpo.py", "beta", ON_JUDGE, JUDGE, "model",
            "beta, G, epsilon, learning rate",
            flags={"reward": "judge", "advantage": "rloo", "no-mask_truncated": None},
            promise="true reward"),
     Method("ppo_judge", "PPO on the true reward (no reward model)", "train_ppo.py", "kl_coef",
-           KL_IN_REWARD, "prompts + the judge", "model + critic",
+           ON_JUDGE, "prompts + the judge", "model + critic",
            "kl_coef, vf_coef, epsilon, value_epsilon, gamma, lam, num_ppo_epochs, "
            "num_mini_batches, learning rate", flags={"reward": "judge"}, promise="true reward"),
 ]}
-ONLINE = ("iterative_dpo", "grpo_judge", "grpo_kl_reward", "dr_grpo", "rloo", "ppo_judge")
+ONLINE = ("iterative_dpo", "grpo_judge", "grpo_kl_reward", "grpo_judge_unscaled",
+          "grpo_kl_reward_unscaled", "dr_grpo", "rloo", "ppo_judge")
 # --eval_every of the middle knob's run, for the paths the plot draws (about 6 to 10 points)
 PATHS = {"paper_dpo": 25, "dpo": 25, "grpo_judge": 25, "ppo": 10}
 EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's folder

@@ -65,6 +65,7 @@ class Results:
     distance: dict = field(default_factory=dict)              # seed -> method -> knob -> ...
     group_baseline: dict = field(default_factory=dict)        # seed -> G -> {...}
     sft_control_kl: dict = field(default_factory=dict)        # seed -> KL
+    noise: dict = field(default_factory=dict)     # comparison -> seed -> SE (claims.py)
     trainable_params: dict = field(default_factory=dict)      # Method.trainable -> count
 
     def save(self, path: Path) -> None:
@@ -89,7 +90,7 @@ class Results:
         return list(dict.fromkeys(r.knob for r in self.runs if r.method == method))
 
     def sft_column(self, metric: str = "reward_mean") -> dict[str, float]:
-        return {seed: e[metric] for seed, e in self.sft.items()}
+        return {seed: e.get(metric, math.nan) for seed, e in self.sft.items()}
 
 
 def paired(*columns: dict) -> list[list[float]]:
@@ -127,17 +128,6 @@ def middle(results: Results, m) -> str:
     """The knob value of m's resources row: the middle one, or the nearest that ran."""
     ran = [v for v in m.values if v in results.knobs_run(m.name)]
     return min(ran, key=lambda v: abs(m.values.index(v) - len(m.values) // 2)) if ran else ""
-
-
-def every(a: list[float], b: list[float], above=True) -> bool:
-    """a above (or below) b on every seed both have."""
-    return bool(a) and all((x > y) == above for x, y in zip(a, b))
-
-
-def verdict(holds: bool, fails: bool = None) -> str:
-    """'holds', 'does not hold', or 'mixed' (neither on every seed)."""
-    fails = (not holds) if fails is None else fails
-    return "holds" if holds else "does not hold" if fails else "mixed"
 
 
 def resources(results: Results, methods) -> dict[str, dict]:

@@ -34,6 +34,23 @@ def test_the_optimum_of_a_three_valued_reward_by_hand():
     assert kl == pytest.approx(sum(qj * math.log(qj / pj) for qj, pj in zip(q, (.25, .5, .25))))
 
 
+def test_the_optimum_value_and_the_regret_by_hand():
+    # J*(beta) = beta log E_ref[exp(r / beta)]: at beta = 1 on TWO, log(3/4 + e/4), which is
+    # E_q[r] - KL(q || p) at the optimum q, and more than any other policy's E[r] - KL
+    assert ceiling.value(TWO, 1.0) == pytest.approx(math.log(0.75 + 0.25 * math.e))
+    reward, kl = ceiling.optimum(TWO, TWO, 1.0)
+    assert ceiling.value(TWO, 1.0) == pytest.approx(reward - kl)
+    assert ceiling.regret(TWO, 1.0, reward, kl) == pytest.approx(0.0, abs=1e-12)
+    for q1 in (0.1, 0.25, 0.5, 0.9, 1.0):          # pi(1) = q1: E[r] = q1, KL to (3/4, 1/4)
+        other_kl = sum(q * math.log(q / p) for q, p in ((1 - q1, 0.75), (q1, 0.25)) if q > 0)
+        assert ceiling.regret(TWO, 1.0, q1, other_kl) > 0
+    # the regret is at least the reward gap at the run's KL; equal on the ceiling's tangent
+    # point only: a run at pi*_0.5's KL but under its reward loses that reward in both
+    r5, kl5 = ceiling.optimum(THREE, THREE, 0.5)
+    assert ceiling.regret(THREE, 0.5, r5 - 0.1, kl5) == pytest.approx(0.1)
+    assert ceiling.regret(THREE, 0.5, r5, kl5 + 0.2) > ceiling.reward_at(THREE, kl5 + 0.2) - r5
+
+
 def test_exact_best_of_n_by_hand_with_ties():
     # two values: the best of 2 is 1 unless both draws are 0: q = (9/16, 7/16)
     reward, kl = ceiling.best_of(TWO, 2)

@@ -8,12 +8,13 @@ import math
 import pytest
 
 from experiments import compare, sweep
-from experiments.claims import checks, judge, lora_and_simpo_halve_memory, memory_ratios
+from experiments import claims
+from experiments.claims import Comparison, checks, judge, judge_comparison, judge_seeds
 from experiments.ceiling import best_of_n_bound
 from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
 from experiments.report import memory_table
-from experiments.results import Log, Results, Run, every, ms, ratio, verdict
+from experiments.results import Log, Results, Run, ms, ratio
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -40,12 +41,53 @@ def test_every_method_shares_its_seeds_sft_model_and_ppo_its_reward_model(tmp_pa
     assert all(a[a.index("--init_from") + 1].startswith(("{seed_dir}/", "{out_dir}/")) for a in dpo)
 
 
-def test_verdicts():
-    assert every([0.9, 0.8], [0.7, 0.6]) and not every([0.9, 0.5], [0.7, 0.6])
-    assert every([0.1, 0.2], [0.7, 0.6], above=False)
-    assert not every([], [])                        # no seeds: nothing holds
-    assert verdict(True) == "holds" and verdict(False) == "does not hold"
-    assert verdict(False, False) == "mixed"
+def test_the_rule_has_four_verdicts_and_each_can_be_reached():
+    b, w, r = "beyond", "within", "reversed"
+    assert judge_seeds({"0": b, "1": b, "2": b}) == "holds (3 of 3 seeds)"
+    assert judge_seeds({"0": w, "1": w, "2": w}) == \
+        "does not hold: no difference that matters (3 of 3 seeds)"
+    assert judge_seeds({"0": r, "1": r}) == "does not hold: reversed (2 of 2 seeds)"
+    assert judge_seeds({"0": b, "1": w, "2": b}) == \
+        "not settled (seed 0: beyond, seed 1: within, seed 2: beyond)"
+    # "matches or beats": no seed reversed holds; one reversed does not settle it
+    assert judge_seeds({"0": b, "1": w}, "not above") == "holds (2 of 2 seeds)"
+    assert judge_seeds({"0": w, "1": r}, "not below").startswith("not settled")
+    # a seed without its number is named, never dropped silently; none at all: not run
+    assert judge_seeds({"0": b, "1": None}) == "holds (1 of 1 seeds; no number on seed 1)"
+    assert judge_seeds({"0": None}) == "not run"
+
+
+def test_a_comparison_is_paired_by_seed_and_its_delta_has_a_noise_floor():
+    """Arms a and b differ by +0.05, +0.03 and +0.04 on three seeds whose levels differ by
+    0.3 (a foundation draw both arms share): paired, every seed is beyond a delta of 0.02;
+    with 2 SE of evaluation noise at 0.04, seed 1 is within, and the claim is not settled."""
+    runs = [Run(method=m, knob="0.1", seed=s, stage="dpo",
+                numbers={"dpo/reward_mean": level + (d if m == "dpo" else 0.0)})
+            for s, level, d in ((0, 0.9, 0.05), (1, 0.6, 0.03), (2, 0.9, 0.04))
+            for m in ("dpo", "kto")]
+    res = Results(runs=runs, sft={s: {} for s in "012"})
+    c = Comparison("x", "a beats b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"), "above",
+                   0.02)
+    assert judge_comparison(res, c).verdict == "holds (3 of 3 seeds)"
+    res.noise = {"x": {"0": 0.01, "1": 0.02, "2": 0.015}}                 # 2 SE = 0.04
+    assert judge_comparison(res, c).verdict.startswith("not settled (seed 0: beyond, "
+                                                       "seed 1: within")
+    below = Comparison("y", "a below b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"),
+                       "below", 0.02)
+    res.noise = {}
+    assert judge_comparison(res, below).verdict == "does not hold: reversed (3 of 3 seeds)"
+
+
+def test_every_comparison_names_runs_compare_makes_and_a_metric_it_reads():
+    names = set(METHODS) | set(EXTRAS) | {"sft"}
+    for c in claims.COMPARISONS:
+        assert c.metric in claims.METRICS and c.form in ("above", "below", "not above",
+                                                         "not below") and c.delta > 0
+        for arm in (c.a, c.b):
+            if arm is not None and arm[0] in METHODS:
+                assert arm[1] in METHODS[arm[0]].values, (c.name, arm)
+            assert arm is None or arm[0] in names, (c.name, arm)
+    assert len({c.name for c in claims.COMPARISONS}) == len(claims.COMPARISONS)
 
 
 def test_a_mean_with_a_nan_says_how_many_seeds_it_has():
@@ -56,20 +98,12 @@ def test_a_mean_with_a_nan_says_how_many_seeds_it_has():
 
 def test_memory_ratios_with_nothing_added_are_not_judged():
     # a smoke-sized model can leave a process's peak memory where it started: 0 MiB added
-    results = Results(memory={k: {"0": 0.0} for k in ("DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF")})
-    for claim in (lora_and_simpo_halve_memory, memory_ratios):
-        assert any(math.isnan(x) for x in claim(results).numbers)  # judge(): "not run"
+    results = Results(memory={k: {"0": 0.0} for k in ("DPO", "LoRA-DPO", "SimPO", "GRPO", "RLHF")},
+                      sft={"0": {}})
+    memory = [c for c in judge(results) if "memory" in c.claim]
+    assert len(memory) == 4 and all(c.verdict == "not run" for c in memory)
     assert "nan%" in memory_table(results)
     assert ratio(3.0, 2.0) == 1.5 and math.isnan(ratio(3.0, 0.0))
-
-
-def test_a_claim_is_judged_from_its_numbers_never_its_text(monkeypatch):
-    from experiments import claims
-    made = [claims.Claim("a", "s", "r", "n/a, nan in the text", "holds", [1.0, 2.0]),
-            claims.Claim("b", "s", "r", "0.5 ± 0.1", "holds", [1.0, math.nan]),
-            claims.Claim("c", "s", "r", "0.5 ± 0.1", "holds", [])]
-    monkeypatch.setattr(claims, "CLAIMS", [lambda res, c=c: c for c in made])
-    assert [c.verdict for c in judge(Results())] == ["holds", "not run", "not run"]
 
 
 def test_results_survive_compare_json(tmp_path):
@@ -119,8 +153,12 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     compare.main(["--report", str(tmp_path / "compare.json"), "--out", str(tmp_path / "again")])
     assert (tmp_path / "again" / "compare.md").read_text() == text
     rows = {c.claim: c for c in judge(results)}
-    # the smoke run trains each method at one knob value: a claim about three is not judged
-    assert rows["PPO is less stable than DPO"].verdict == "not run"
+    # the smoke run trains each method at its first knob value: a claim about another is not
+    # judged; one about the first is, with the noise of its paired difference measured
+    assert rows["GRPO's std scaling lengthens its leash (KL in the loss)"].verdict == "not run"
+    assert rows["KTO works from binary labels (no pairs)"].verdict == "not run"
+    assert math.isfinite(saved["noise"]["sft_lr_hurts"]["0"])
+    assert "## GRPO's leash" in text
     # the checks carry no verdict; the models each script held were measured, not written
     held = {c.what: c.measured for c in checks(results)}["RLHF holds 4 models, DPO and GRPO 2 "
                                                            "(SimPO 1, LoRA 1, PPO on the true "

@@ -5,13 +5,14 @@ averaged over samples that gradient is E_{y ~ pi}[grad loss(y)], computed here b
 held against the gradient of the KL each placement claims to follow (Tang and Munos 2025), and
 followed to its fixed point. Then answers of two tokens, where only the KL in the reward still
 follows the whole objective."""
+import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from losses import grpo_loss, kl_penalised_rewards, rloo_loss
+from losses import grpo_advantages, grpo_loss, kl_penalised_rewards, rloo_loss
 
 K, BETA = 5, 0.5
 g = torch.Generator().manual_seed(0)
@@ -114,6 +115,49 @@ def test_the_fixed_points_of_the_two_placements():
     assert math.isclose(in_reward.sum().item(), 1.0) and math.isclose(in_loss.sum().item(), 1.0)
 
 
+# ------------------------------------------------------------------ GRPO's std scaling
+def group_weights(pi, G: int, scale: str):
+    """c(y) = E[(1/G) sum_i A_i 1{y_i = y}] over every group of G answers drawn from pi,
+    enumerated, with GRPO's advantages (losses.grpo_advantages): the policy-gradient part of
+    the expected update is sum_y c(y) grad log pi(y)."""
+    groups = torch.tensor(list(itertools.product(range(K), repeat=G)))        # (K^G, G)
+    prob = pi[groups].prod(1)
+    A = grpo_advantages(R[groups].reshape(-1), G, scale).view(-1, G)
+    c = torch.zeros(K, dtype=torch.float64)
+    for i in range(G):
+        c.index_add_(0, groups[:, i], prob * A[:, i] / G)
+    return c
+
+
+def grpo_fixed_point(beta: float, scale: str, G: int = 4, steps: int = 1500, lr: float = 2.0):
+    """GRPO with k3 in the loss, followed in expectation from pi_ref to where it stops: the
+    advantage term, plus k3's expected gradient beta (pi - pi_ref) (the test above)."""
+    z = Z_REF.clone()
+    for _ in range(steps):
+        pi = F.softmax(z, 0)
+        c = group_weights(pi, G, scale)
+        z = z + lr * (c - pi * c.sum() - beta * (pi - LOG_REF.exp()))
+    return F.softmax(z, 0)
+
+
+def kl(pi):
+    return (pi * (pi.log() - LOG_REF)).sum().item()
+
+
+@pytest.mark.parametrize("beta", [0.04, 0.16])
+def test_grpos_long_leash_comes_from_the_std_scaling_not_the_kls_direction(beta):
+    """k3 in the loss, groups of 4 enumerated: dividing the advantage by the group's std
+    divides the reward's term and not beta k3 (an effective beta sigma_r), and the policy
+    stops far past pi*; without the scaling, the KL's direction alone moves the stopping
+    point far less (here 2.27 against pi*'s 2.01 nats at beta 0.04, 0.98 against 1.24 at
+    0.16; with the scaling 2.92 and 2.45)."""
+    star = LOG_REF.exp() * torch.exp(R / beta)
+    star = star / star.sum()
+    unscaled, scaled = (kl(grpo_fixed_point(beta, s)) for s in ("none", "group"))
+    assert scaled > 1.25 * unscaled
+    assert abs(unscaled - kl(star)) < 0.3 < abs(scaled - kl(star))
+
+
 # ------------------------------------------------------------------ answers of two tokens
 # pi(a, b) = pi1(a) pi2(b | a), A first tokens and B second ones; every answer enumerated.
 A, B = 3, 3
@@ -160,10 +204,13 @@ def test_on_two_tokens_only_the_kl_in_the_reward_follows_the_whole_objective():
         A, B, generator=g, dtype=torch.float64)
     ref_logp = (REF1[:, None] + REF2)                                   # (A, B) log pi_ref
 
+    ref_tokens = torch.stack([REF1[:, None].expand(A, B), REF2], dim=-1).reshape(A * B, 2)
+
     def in_reward(tok, ref_tok, a, b, all_tokens):
         logp = all_tokens.sum(-1)                                       # (A, B), detached
-        pen = R2 - BETA * (logp - ref_logp)                             # k1 summed, a reward
-        adv = pen[a, b] - (logp.exp() * pen).sum()
+        pen = kl_penalised_rewards(R2.reshape(-1), all_tokens.reshape(A * B, 2), ref_tokens,
+                                   torch.ones(A * B, 2, dtype=torch.float64), BETA).view(A, B)
+        adv = pen[a, b] - (logp.exp() * pen).sum()                      # k1 summed, a reward
         return rloo_loss(tok, tok.detach(), adv.view(1), TWO)[0]
 
     objective = sequence_grad(z1, z2, lambda _, logp: (logp.exp() * R2).sum() -
@@ -177,5 +224,19 @@ def test_on_two_tokens_only_the_kl_in_the_reward_follows_the_whole_objective():
         part = expected_sequence_grad(z1, z2, in_loss)     # the token sum: dapo's mean x 2
         if estimator == "k1":                              # still nothing in expectation
             assert part.abs().max() < 1e-12
-        else:                                              # a part of the KL's, not the whole
+        else:      # the KL it claims, token by token at prefixes from pi: not the whole KL's
+            assert torch.allclose(part, BETA * token_by_token(z1, z2, forward), atol=1e-12)
             assert (part - whole).abs().max() > 1e-2, estimator
+
+
+def token_by_token(z1, z2, forward):
+    """The gradient of each token's own KL at its prefix, the prefix's probability held fixed:
+    KL(first token) + sum_a pi1(a) KL(second token | a), forward (KL(pi || pi_ref)) or reverse
+    (KL(pi_ref || pi)); the terms through the later token's dependence on the first are the
+    part it misses."""
+    z1, z2 = (z.detach().clone().requires_grad_() for z in (z1, z2))
+    l1, l2 = F.log_softmax(z1, -1), F.log_softmax(z2, -1)
+    p1 = l1.exp().detach()
+    total = kl_seq(l1, REF1, forward) + sum(p1[a] * kl_seq(l2[a], REF2[a], forward)
+                                             for a in range(A))
+    return torch.cat([g.flatten() for g in torch.autograd.grad(total, (z1, z2))])

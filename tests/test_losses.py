@@ -277,14 +277,23 @@ def test_grpo_clip_zeroes_gradient_past_the_band():
     assert (logps2.grad[0, :2] < 0).all() and (logps2.grad[1] > 0).all()
 
 
-def test_grpo_mask_excludes_padding():
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_grpo_mask_excludes_padding(loss_type):
+    """The policy's log-prob at a padded position (where old and ref stay as they were) moves
+    neither the loss nor any gradient: a loss that ignored its mask would see the ratio there
+    jump from exp(0.1) to exp(-49.9)."""
     logps, mask, adv = grpo_case()
-    base, _ = grpo_loss(logps, logps.detach() - 0.1, logps.detach() + 0.2, adv, mask)
+    old, ref = logps.detach() - 0.1, logps.detach() + 0.2
+    kw = dict(loss_type=loss_type, max_completion_length=3)
+    base, _ = grpo_loss(logps, old, ref, adv, mask, **kw)
+    base.backward()
     changed = logps.detach().clone()
-    changed[0, 2] = -50.0                              # a padded position
-    logps2 = changed.requires_grad_()
-    again, _ = grpo_loss(logps2, changed - 0.1, changed + 0.2, adv, mask)
+    changed[0, 2] = -50.0                              # a padded position: the policy's only
+    changed.requires_grad_()
+    again, _ = grpo_loss(changed, old, ref, adv, mask, **kw)
+    again.backward()
     assert again.item() == pytest.approx(base.item())
+    assert changed.grad[0, 2] == 0 and torch.allclose(changed.grad, logps.grad)
 
 
 # ------------------------------------------------------------------ RPO, ORPO, KTO

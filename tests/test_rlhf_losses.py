@@ -144,21 +144,24 @@ def test_ppo_policy_clip_stops_the_gradient_past_the_band_only_in_the_advantage_
     assert grad[3].item() == pytest.approx(-0.5 / 4)
 
 
-def test_ppo_value_clip_takes_the_larger_error():
-    old = torch.zeros(1, 2, dtype=torch.float64)
-    values = row(0.5, 0.5)
-    returns = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    zeros = torch.zeros(1, 2, dtype=torch.float64)
-    loss, metrics = ppo_loss(zeros, zeros, zeros, values, old, returns, ones(T=2),
+def test_ppo_value_clip_takes_the_larger_error_on_both_sides():
+    old = torch.zeros(1, 4, dtype=torch.float64)
+    values = row(0.5, 0.5, -0.5, -0.5)
+    returns = torch.tensor([[1.0, 0.0, -1.0, 0.0]], dtype=torch.float64)
+    zeros = torch.zeros(1, 4, dtype=torch.float64)
+    loss, metrics = ppo_loss(zeros, zeros, zeros, values, old, returns, ones(T=4),
                              value_epsilon=0.2, vf_coef=1.0)
     # token 0: V = 0.5 moved past old + 0.2 toward R = 1; unclipped error 0.25, clipped
     # (0.2 - 1)^2 = 0.64 is larger and constant in V: no gradient.
     # token 1: R = 0, unclipped 0.25 > clipped 0.04: the plain error and its gradient.
-    assert metrics["loss/value_avg"].item() == pytest.approx(0.5 * (0.64 + 0.25) / 2)
+    # tokens 2 and 3, the mirror below old - 0.2: clipped (-0.2 + 1)^2 = 0.64 wins at R = -1
+    # (no gradient); at R = 0 the plain 0.25 does
+    assert metrics["loss/value_avg"].item() == pytest.approx(0.5 * (0.64 + 0.25) * 2 / 4)
     assert metrics["val/clipfrac_avg"].item() == pytest.approx(0.5)
     loss.backward()
-    assert values.grad[0, 0] == 0
-    assert values.grad[0, 1].item() == pytest.approx(0.5 * 2 * 0.5 / 2)
+    assert values.grad[0, 0] == 0 and values.grad[0, 2] == 0
+    assert values.grad[0, 1].item() == pytest.approx(0.5 * 2 * 0.5 / 4)
+    assert values.grad[0, 3].item() == pytest.approx(0.5 * 2 * -0.5 / 4)
 
 
 def test_ppo_loss_ignores_positions_outside_the_mask():
