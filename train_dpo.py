@@ -47,17 +47,20 @@ from model import load_checkpoint, load_sft, merged, policy_and_reference, save_
 from plumbing.distributed import all_gather, for_training, is_main, shard
 from plumbing.flags import ConfigError, LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, last_logged, make_optimizer, optimizer_step, set_lr
-from plumbing.run import finish, start_run
+from plumbing.run import finish, hooked, start_run
 
 
 @dataclass(frozen=True)
-class Objective:          # what tells one --loss from another, beside preference_loss
-    loss: Callable        # its function in losses.py
-    reference: bool       # reads the reference's log-probs
+class Objective:          # everything that tells one --loss from another: one entry registers one
+    loss: Callable        # its function in losses.py: (chosen, rejected[, ref chosen, ref
+                          # rejected], **kwargs) -> (losses (B,), chosen rewards, rejected rewards)
+    reference: bool       # takes the reference's log-probs (after the policy's)
     start: str            # the checkpoint in OUT_DIR that the policy starts from
     knob: str             # what --beta is called in its paper
     usual: tuple          # the papers' range of --beta (a warning outside it)
     defaults: dict        # the defaults of the flags that depend on --loss: their one table
+    logps: Callable = lambda cfg: "total"         # the log-probs it takes: sums or "mean"s
+    kwargs: Callable = lambda cfg: {"beta": cfg.beta}   # its keyword arguments, from the flags
 
 
 # IPO's tau acts on per-token means: 0.5 asks for a 1/(2 tau) = one-nat gap per token (0.1
@@ -66,17 +69,23 @@ class Objective:          # what tells one --loss from another, beside preferenc
 FROM_SFT = dict(pair_source="onpolicy", num_prompts=2000, learning_rate=2e-4, max_steps=150)
 OBJECTIVES = {
     "dpo": Objective(loss=dpo_loss, reference=True, start="sft.pt", knob="beta",
-                     usual=(0.01, 1), defaults=dict(FROM_SFT, beta=0.1)),
+                     usual=(0.01, 1), defaults=dict(FROM_SFT, beta=0.1),
+                     kwargs=lambda cfg: {"beta": cfg.beta,
+                                         "label_smoothing": cfg.label_smoothing}),
     "ipo": Objective(loss=ipo_loss, reference=True, start="sft.pt", knob="tau",
-                     usual=(0.01, 1), defaults=dict(FROM_SFT, beta=0.5)),
+                     usual=(0.01, 1), defaults=dict(FROM_SFT, beta=0.5),
+                     logps=lambda cfg: "total" if cfg.ipo_sum else "mean"),
     "simpo": Objective(loss=simpo_loss, reference=False, start="sft.pt", knob="beta",
-                       usual=(0.5, 10), defaults=dict(FROM_SFT, beta=2.0)),
+                       usual=(0.5, 10), defaults=dict(FROM_SFT, beta=2.0),
+                       logps=lambda cfg: "mean",
+                       kwargs=lambda cfg: {"beta": cfg.beta, "gamma": cfg.gamma}),
+    # KTO learns from single labelled answers: train_kto, not preference_loss, calls its loss
     "kto": Objective(loss=kto_loss, reference=True, start="sft.pt", knob="beta",
                      usual=(0.01, 1), defaults=dict(FROM_SFT, beta=0.1)),
     "orpo": Objective(loss=orpo_loss, reference=False, start="pretrain.pt", knob="lambda",
                       usual=(0.01, 1), defaults=dict(pair_source="offpolicy", num_prompts=20000,
                                                      learning_rate=1e-3, max_steps=750,
-                                                     beta=0.1)),
+                                                     beta=0.1), logps=lambda cfg: "mean"),
 }
 
 
@@ -199,22 +208,16 @@ def logps_of(model, pairs, device) -> AnswerLogps:
 
 
 def preference_loss(cfg, policy: AnswerLogps, ref: AnswerLogps | None, loss_fn=None):
-    """The one place the pair objective depends on --loss: (per-pair losses (B,), chosen
-    rewards, rejected rewards), each objective fed the log-probs it takes (sums; per-token
-    means for SimPO, ORPO and by default IPO). loss_fn, if given, stands in for the losses.py
-    function (same arguments, hyperparameters by keyword)."""
-    fn = loss_fn or OBJECTIVES[cfg.loss].loss
-    c, r = policy.chosen, policy.rejected
-    if cfg.loss == "dpo":
-        return fn(c.total, r.total, ref.chosen.total, ref.rejected.total, beta=cfg.beta,
-                  label_smoothing=cfg.label_smoothing)
-    if cfg.loss == "ipo":
-        k = "total" if cfg.ipo_sum else "mean"
-        return fn(getattr(c, k), getattr(r, k), getattr(ref.chosen, k), getattr(ref.rejected, k),
-                  beta=cfg.beta)
-    if cfg.loss == "simpo":
-        return fn(c.mean, r.mean, beta=cfg.beta, gamma=cfg.gamma)
-    return fn(c.mean, r.mean, beta=cfg.beta)                              # orpo
+    """The pair objective of --loss, as its OBJECTIVES entry says: its function fed the
+    log-probs it takes (sums, or per-token means), the reference's after the policy's if it
+    takes them, and its keyword arguments. Returns (per-pair losses (B,), chosen rewards,
+    rejected rewards). loss_fn, if given, stands in for the function (the same arguments)."""
+    o = OBJECTIVES[cfg.loss]
+    k = o.logps(cfg)
+    args = [getattr(policy.chosen, k), getattr(policy.rejected, k)]
+    if o.reference:
+        args += [getattr(ref.chosen, k), getattr(ref.rejected, k)]
+    return (loss_fn or o.loss)(*args, **o.kwargs(cfg))
 
 
 def train(cfg, policy, ref_model, sft_path, device, loss_fn=None) -> float:
@@ -359,7 +362,8 @@ def main(cfg: DPOConfig, loss_fn=None) -> dict:
         samples_per_prompt=cfg.samples_per_prompt)
     after["data_seconds"] = data_seconds
     return finish(cfg.out_dir, cfg.loss, {"sft": before, cfg.loss: after},
-                  f"\nSFT vs {cfg.loss} ({o.knob} {cfg.beta}) on {len(prompts)} held-out prompts",
+                  f"\nSFT vs {cfg.loss} ({o.knob} {cfg.beta}{hooked(loss_fn=loss_fn)}) on "
+                  f"{len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
 
 

@@ -80,7 +80,7 @@ from model import load_sft, merged, policy_and_reference, save_checkpoint
 from plumbing.distributed import for_training, is_main, shard
 from plumbing.flags import ConfigError, LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.run import finish, start_run
+from plumbing.run import finish, hooked, start_run
 
 
 @dataclass
@@ -266,8 +266,8 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     before[f"pass@{G}"] = pass_at(ref_model, prompts, G, cfg.seed + 1)
     name = {"grpo": "GRPO", "rloo": "RLOO", "best": "rejection sampling"}[cfg.advantage]
     return finish(cfg.out_dir, "grpo", {"sft": before, "grpo": after},
-                  f"\nSFT vs {name} (beta {cfg.beta}, the KL in the {cfg.kl_in}) on "
-                  f"{len(prompts)} held-out prompts",
+                  f"\nSFT vs {name} (beta {cfg.beta}, the KL in the {cfg.kl_in}"
+                  f"{hooked(loss_fn=loss_fn)}) on {len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start,
                   also_saved={f"sft_pass@{G}": before[f"pass@{G}"]})
 

@@ -58,7 +58,7 @@ from model import (ScoreModel, load_checkpoint, load_sft, merged, policy_and_ref
 from plumbing.distributed import for_training, is_main, shard
 from plumbing.flags import LoRAConfig, flag, run_cli
 from plumbing.loop import TrainingRun, make_optimizer, optimizer_step, set_lr
-from plumbing.run import finish, start_run
+from plumbing.run import finish, hooked, start_run
 
 
 @dataclass
@@ -230,7 +230,8 @@ def main(cfg: PPOConfig, loss_fn=None, gae_fn=None) -> dict:
             metrics["rm_score"] = scores_of_answers(rm, ids, answers).mean().item()
     return finish(cfg.out_dir, "ppo", {"sft": before, "ppo": after},
                   f"\nSFT vs PPO on the {'true reward' if rm is None else 'reward model'} "
-                  f"(kl_coef {cfg.kl_coef}) on {len(prompts)} held-out prompts",
+                  f"(kl_coef {cfg.kl_coef}{hooked(loss_fn=loss_fn, gae_fn=gae_fn)}) on "
+                  f"{len(prompts)} held-out prompts",
                   train_seconds=train_seconds, device=device, memory_at_start=memory_at_start)
 
 

@@ -41,7 +41,7 @@ import torch
 from experiments import sweep
 from experiments.measure import measure
 from experiments.methods import chains, memory_chains, stage_of
-from experiments.report import SMOKE_BANNER, plot, report
+from experiments.report import SMOKE_BANNER, plot, plot_regret, report
 from experiments.results import Log, Results, Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,11 +151,13 @@ def main(argv=None) -> dict:
 
 
 def draw(results: Results, out: Path, figure: Path | None) -> Results:
-    """The plot (in OUT/frontier.png, and at `figure`) and the report (OUT/compare.md, and on
-    the terminal, where a --smoke report's banner comes again at the end, to be seen)."""
+    """The plots (OUT/frontier.png and regret.png, and beside `figure`) and the report
+    (OUT/compare.md, and on the terminal, where a --smoke report's banner comes again at the
+    end, to be seen)."""
     figures = [out / "frontier.png", *([figure] if figure else [])]
     out.mkdir(parents=True, exist_ok=True)
     plot(results, figures)
+    plot_regret(results, [f.with_name("regret.png") for f in figures])
     text = report(results)
     (out / "compare.md").write_text(text + "\n")
     print(text)

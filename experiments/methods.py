@@ -109,8 +109,11 @@ METHODS = {m.name: m for m in [
 ]}
 ONLINE = ("iterative_dpo", "grpo_judge", "grpo_kl_reward", "grpo_judge_unscaled",
           "grpo_kl_reward_unscaled", "dr_grpo", "rloo", "ppo_judge")
-# --eval_every of the middle knob's run, for the paths the plot draws (about 6 to 10 points)
-PATHS = {"paper_dpo": 25, "dpo": 25, "grpo_judge": 25, "ppo": 10}
+# --eval_every of the middle knob's run, for the paths the plot draws: DPO's and PPO's 6
+# points each (their drawdowns are compared: more points, more chances to dip), and each
+# cell of GRPO's 2 x 2 its 8 (is a run still moving when it stops?)
+PATHS = {"paper_dpo": 25, "dpo": 25, "ppo": 16, "grpo_judge": 25, "grpo_kl_reward": 25,
+         "grpo_judge_unscaled": 25, "grpo_kl_reward_unscaled": 25}
 EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's folder
     "sft_control": ("train_sft.py --stage sft --init_from {out_dir}/sft.pt --sft_steps 2000",),
     # the paper's loss at SFT's learning rate (1e-3), and at 1/33 of it (the article's range)

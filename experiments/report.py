@@ -99,6 +99,59 @@ def plot(res: Results, paths: list) -> None:
     plt.close(fig)
 
 
+REGRET_RUN = ("rloo", "0.04")      # the run the regret figure draws: E[r] - beta KL, beta 0.04
+
+
+def plot_regret(res: Results, paths: list) -> None:
+    """The regret and the reward gap of one run, drawn on its seed's ceiling (the first
+    seed's): the line of slope beta touching the ceiling at pi*_beta, the run's vertical
+    distance to that line (its objective regret, J*(beta) - (R - beta KL)) and to the curve
+    (its reward gap, R*(KL) - R)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    name, v = REGRET_RUN
+    seed = next((s for s in sorted(res.ceiling, key=int)
+                 if v in res.distance.get(s, {}).get(name, {})), None)
+    if seed is None:
+        return
+    run = res.runs_of(name, v)[seed]
+    kl, r = run.get("kl_to_ref"), run.get("reward_mean")
+    beta = float(v)
+    star_r, star_kl = res.promised_by_seed[seed][name][v]              # pi*_beta, on the curve
+    d = res.distance[seed][name][v]
+    curve = res.ceiling[seed]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot([p["kl"] for p in curve], [p["reward"] for p in curve], "k-", lw=2,
+            label="the ceiling R*(KL) (this seed's)")
+    xs = [0.0, max(kl, star_kl) * 1.4]
+    ax.plot(xs, [star_r + beta * (x - star_kl) for x in xs], "--", color="tab:blue",
+            label=f"slope beta = {beta} through pi*_beta: R - beta KL = J*(beta)")
+    ax.plot([star_kl], [star_r], "o", mfc="none", mec="tab:blue", ms=9, label="pi*_beta")
+    ax.plot([kl], [r], "o", color="tab:red", label=f"the run: {METHODS[name].title}, "
+            f"seed {seed}")
+    line, step = star_r + beta * (kl - star_kl), 0.015 * xs[1]
+    ax.annotate("", xy=(kl + step, r), xytext=(kl + step, line),
+                arrowprops=dict(arrowstyle="<->", color="tab:blue"))
+    ax.text(kl + 2 * step, (r + line) / 2, f"regret {d['regret']:.3f}", color="tab:blue",
+            fontsize=8)
+    ax.annotate("", xy=(kl, r), xytext=(kl, r + d["gap"]),
+                arrowprops=dict(arrowstyle="<->", color="black"))
+    ax.text(kl + 2 * step, r + d["gap"] / 4, f"gap {d['gap']:.3f}", fontsize=8)
+    ax.set_xlim(0, xs[1])
+    ax.set_ylim(min(r, star_r) - 0.06, max(p["reward"] for p in curve) + 0.02)
+    ax.set_xlabel("KL(policy || SFT model), nats")
+    ax.set_ylabel("true reward")
+    ax.set_title("Objective regret: vertical distance to the line; reward gap: to the curve",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def draw_paths(ax, res: Results, colors) -> None:
     """Each PATHS method's middle run, checkpoint by checkpoint (the DPO paper's Figure 2):
     the SFT model's point, then the mean over seeds of each measured step."""
@@ -192,7 +245,8 @@ def promised_table(res: Results) -> str:
             "(T beta for the paper's DPO). J*(beta) = beta log E_ref[exp(s / beta)] is the "
             "objective's value at pi*. The regret is 0 on the ceiling at pi*_beta and is the "
             "run's vertical distance to the line of slope beta that touches the ceiling there; "
-            "the reward gap is its distance to the curve, never more than the regret."
+            "where the score is the true reward, the reward gap is its distance to the curve, "
+            "never more than the regret (regret.png draws one run's)."
             "\n\n"
             + md_table(["method", "knob", "promised KL", "promised true reward", "reached KL",
                         "reached true reward", "objective regret"], rows))

@@ -97,7 +97,8 @@ class TrainingRun:
       pending steps), so the host never waits for the GPU in between; on a CPU every
       step. Each read adds "dt" (seconds per step since the last read), and "tok/s"
       where the metrics count "tokens", then writes each step to OUT_DIR/<name>_metrics.jsonl
-      and the progress bar (or, without a terminal, a log line every log_every steps).
+      and the progress bar (or, without a terminal, a log line every log_every steps:
+      "<name> step N/total, about 3m05s left | ...").
     - With path=(policy, reference) and --eval_every k, every k steps the policy's true
       reward and KL on the held-out prompts go to OUT_DIR/<name>_path.jsonl (its seconds
       are not counted in dt).
@@ -133,6 +134,7 @@ class TrainingRun:
         if self.path and self.main and not self.start:
             self.path_file.unlink(missing_ok=True)
         self.pending, self.t_read = [], time.perf_counter()   # steps not yet read back
+        self.t_start = self.t_read
         return self
 
     def __exit__(self, *exc):
@@ -184,9 +186,18 @@ class TrainingRun:
         self.bar.set_postfix_str(" ".join(f"{k} {metrics[k]:.3f}" for k in self.show))
         if self.held or self.bar.disable and (step % self.log_every == 0 or
                                               step == self.steps - 1):
-            self.bar.write(" | ".join([f"{self.name} step {step}"] +
+            self.bar.write(" | ".join([f"{self.name} step {step}/{self.steps}" +
+                                       self.time_left(step)] +
                                       [f"{k} {v:.4g}" for k, v in metrics.items()]))
         self.held = {}
+
+    def time_left(self, step: int) -> str:
+        """', about 3m05s left' at this run's pace so far ('' at its first step)."""
+        done = step + 1 - self.start
+        if done < 2:
+            return ""
+        left = (time.perf_counter() - self.t_start) / done * (self.steps - step - 1)
+        return f", about {int(left // 60)}m{int(left % 60):02d}s left"
 
 
 def models_in_memory() -> int:

@@ -128,6 +128,13 @@ def finish(out_dir, stage: str, columns: dict[str, dict], title: str, *, train_s
     return metrics
 
 
+def hooked(**functions) -> str:
+    """A table title's note of the functions main() was given in place of losses.py's (a
+    notebook's edited loss), so that a run with a hook says so: "" without one."""
+    given = [f"{k}={getattr(f, '__name__', 'given')}" for k, f in functions.items() if f]
+    return f", with {', '.join(given)} passed to main()" if given else ""
+
+
 def print_table(columns: dict[str, dict], title: str = "") -> str:
     """Rows = metric names, one column per run (e.g. {"sft": {...}, "dpo": {...}})."""
     names = list(dict.fromkeys(k for col in columns.values() for k in col))

@@ -260,8 +260,10 @@ def test_the_checklist_drops_ties_and_warns_of_too_little_data(capsys):
 def test_setting_beta_on_best_against_worst_labels_says_what_shows_its_trade(sft_dir, tmp_path):
     shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
     done = subprocess.run([sys.executable, str(ROOT / "train_dpo.py"), "--smoke", "--out_dir",
-                           str(tmp_path), "--max_steps", "1", "--beta", "0.5"], cwd=ROOT,
+                           str(tmp_path), "--max_steps", "3", "--beta", "0.5"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "beta acts only through saturation" in done.stdout
     assert "--label_temperature 0.1 --rpo_alpha 0" in done.stdout
-    assert "dpo step 0 | loss" in done.stdout and "| dpo_loss 0.6931 | nll_loss" in done.stdout
+    assert "dpo step 0/3 | loss" in done.stdout and "| dpo_loss 0.6931 | nll_loss" in done.stdout
+    # in a log (no terminal: no bar), each line says how far the run is and what is left
+    assert "dpo step 2/3, about 0m00s left | loss" in done.stdout

@@ -81,7 +81,32 @@ def test_dpo_smoke_raises_the_margin(sft_dir, tmp_path):
     assert "win_rate_vs_sft" in metrics and "kl_to_ref" in metrics
 
 
-def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path):
+def test_a_new_pair_loss_is_one_entry_in_objectives(sft_dir, tmp_path, monkeypatch):
+    """SLiC's hinge (Zhao et al. 2023) on the log-ratio margin, registered by one entry: its
+    function, the log-probs it takes, its keyword arguments. It trains and is what ran."""
+    from dataclasses import replace
+    seen = []
+
+    def slic_loss(chosen, rejected, ref_chosen, ref_rejected, beta, delta):
+        seen.append((chosen.shape, delta))
+        margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
+        return torch.relu(delta - margin), beta * (chosen - ref_chosen).detach(), \
+            beta * (rejected - ref_rejected).detach()
+    monkeypatch.setitem(train_dpo.OBJECTIVES, "slic", train_dpo.Objective(
+        loss=slic_loss, reference=True, start="sft.pt", knob="beta", usual=(0.01, 1),
+        defaults=train_dpo.OBJECTIVES["dpo"].defaults, logps=lambda cfg: "mean",
+        kwargs=lambda cfg: {"beta": cfg.beta, "delta": 1.0}))
+    shutil.copy(sft_dir[0] / "sft.pt", tmp_path / "sft.pt")
+    cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path),
+                                                 "--max_steps", "3"])
+    metrics = train_dpo.main(replace(cfg, loss="slic"))
+    assert len(seen) >= 3 and all(delta == 1.0 for _, delta in seen)
+    first = json.loads((tmp_path / "slic_metrics.jsonl").read_text().splitlines()[0])
+    assert first["slic_loss"] == pytest.approx(1.0)          # policy == reference: relu(1 - 0)
+    assert "kl_to_ref" in metrics
+
+
+def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path, capsys):
     """The notebooks pass their own loss; main must use it for every step and the eval."""
     from losses import dpo_loss
     calls = []
@@ -96,6 +121,7 @@ def test_dpo_trains_with_a_loss_function_it_is_given(sft_dir, tmp_path):
     assert len(calls) >= 3
     # the hyperparameters come by keyword, so a notebook's loss sees the flags' values
     assert all(c == {"beta": 0.1, "label_smoothing": 0.1} for c in calls)
+    assert "SFT vs dpo (beta 0.1, with loss_fn=spy passed to main())" in capsys.readouterr().out
 
 
 def test_grpo_smoke_raises_the_reward_of_a_trivial_rule(sft_dir, tmp_path, monkeypatch):
