@@ -467,13 +467,31 @@ def first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {lines[0][:200] if lines else ''}"
 
 
+# the script that writes each checkpoint a script reads by default
+MAKES = {"sft.pt": "train_sft.py", "pretrain.pt": "train_sft.py --stage pretrain",
+         "rm.pt": "train_rm.py"}
+
+
+def how_to_make(path: Path) -> str:
+    """For a checkpoint that is not there: a close name beside it ("did you mean"), and for
+    one a script makes, the command that makes it in that folder."""
+    import difflib
+    near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*.pt")]
+                                     if path.parent.is_dir() else [], n=1, cutoff=0.6)
+    hint = f"; did you mean {path.parent / near[0]}?" if near else ""
+    if path.name in MAKES:
+        hint += (f"; make it with `python {MAKES[path.name]} --out_dir {path.parent}`, or "
+                 "start from one elsewhere with --init_from (e.g. out/sft.pt)")
+    return hint
+
+
 def read_checkpoint(path, device="cpu") -> dict:
     """The checkpoint dict, read with weights_only=True, or a CheckpointError saying why not."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: no such checkpoint{how_to_make(path)}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or a pickle weights_only refuses

@@ -93,15 +93,15 @@ class GRPOConfig(LoRAConfig):
                       "reward (k1 summed over each answer, taken off its reward, as PPO and "
                       "RLOO) (default: reward for --advantage rloo, else loss)", "method",
                       choices=["loss", "reward"])
-    kl_estimator: str = flag("k3", "the KL estimate in the loss (--kl_in loss): k3 (the paper's; "
+    kl_estimator: str = flag(None, "the KL estimate in the loss (--kl_in loss): k3 (the paper's; "
                              "on one token its gradient follows KL(pi_ref || pi)), k2 (KL(pi || "
-                             "pi_ref), token by token) or k1 (no gradient in expectation)",
-                             "method", choices=["k1", "k2", "k3"])
+                             "pi_ref), token by token) or k1 (no gradient in expectation) "
+                             "(default: k3)", "method", choices=["k1", "k2", "k3"])
     epsilon: float = flag(0.2, "clip range of the ratio pi / pi_old", "method", above=0)
     loss_type: str = flag("grpo", "how per-token terms are averaged", "method",
                           choices=["grpo", "dr_grpo", "dapo"])
-    scale_rewards: str = flag("group", "divide advantages by the group's std, the batch's, "
-                              "or not at all (Dr. GRPO)", "method",
+    scale_rewards: str = flag(None, "divide advantages by the group's std, the batch's, "
+                              "or not at all (Dr. GRPO) (default: group)", "method",
                               choices=["group", "batch", "none"])
     advantage: str = flag("grpo", "grpo: (r - group mean) / std; rloo: r - the others' mean; "
                           "best: 1 for each group's best answer (rejection sampling)", "method",
@@ -124,21 +124,31 @@ class GRPOConfig(LoRAConfig):
     max_steps: int = flag(200, "sampling steps", at_least=1)
     warmup_steps: int = flag(5, "linear warmup steps", at_least=0)
 
-    DEFAULTS_FROM = ("advantage",)     # --kl_in's default depends on it
+    DEFAULTS_FROM = ("advantage", "kl_in", "beta")     # the defaults below depend on them
 
     def __post_init__(self):
+        """A flag the chosen mode would ignore is refused, whatever its value; left unset, it
+        stays None where nothing reads it."""
         if self.kl_in is None:
             self.kl_in = "reward" if self.advantage == "rloo" else "loss"
         super().__post_init__()
         if self.advantage == "rloo" and self.kl_in == "loss":
             raise ConfigError("--advantage rloo puts the KL in the reward, as RLOO does; "
                               "--kl_in loss is GRPO's")
-        if self.advantage == "rloo" and (self.loss_type, self.scale_rewards) != ("grpo", "group"):
+        if self.advantage == "rloo" and (self.loss_type != "grpo" or self.scale_rewards):
             raise ConfigError("--advantage rloo has a loss of its own (whole answers, no "
-                              "scaling): --loss_type and --scale_rewards are GRPO's")
-        if self.kl_in == "reward" and self.kl_estimator != "k3":
-            raise ConfigError("--kl_estimator is the loss's; with --kl_in reward the KL is k1 "
-                              "summed over each answer")
+                              "scaling): --loss_type and --scale_rewards are GRPO's; drop them")
+        if self.advantage == "best" and self.scale_rewards:
+            raise ConfigError("--advantage best gives each group's best answer 1 and the rest "
+                              "0: there is nothing to scale; drop --scale_rewards")
+        if self.kl_estimator and (self.kl_in == "reward" or self.beta == 0):
+            raise ConfigError("--kl_estimator is the KL term's in the loss; " + (
+                "with --beta 0 there is none" if self.beta == 0 else
+                "with --kl_in reward the KL is k1 summed over each answer") + ": drop it")
+        if self.advantage == "grpo":
+            self.scale_rewards = self.scale_rewards or "group"
+        if self.kl_in == "loss" and self.beta > 0:
+            self.kl_estimator = self.kl_estimator or "k3"
 
 
 SMOKE = dict(num_generations=4, prompts_per_step=4, max_steps=4, num_prompts=64,
@@ -248,7 +258,7 @@ def main(cfg: GRPOConfig, loss_fn=None) -> dict:
     policy, ref_model = policy_and_reference(load_sft(init, device, cfg.allow_pretrained),
                                              cfg.lora_rank, cfg.lora_alpha,
                                              cfg.lora_targets.split(","))
-    estimator = f" ({cfg.kl_estimator})" if cfg.kl_in == "loss" else ""
+    estimator = f" ({cfg.kl_estimator})" if cfg.kl_estimator else ""
     print(f"{cfg.advantage} advantages from {init}: {cfg.prompts_per_step} prompts x "
           f"{cfg.num_generations} answers per step, reward {cfg.reward}, beta {cfg.beta} with "
           f"the KL in the {cfg.kl_in}{estimator}, loss "

@@ -37,19 +37,25 @@ def optimum(scores: np.ndarray, rewards: np.ndarray, beta: float) -> tuple[float
     return float((q * rewards).sum(1).mean()), float((q * (logq + math.log(M))).sum(1).mean())
 
 
-def value(scores: np.ndarray, beta: float) -> float:
-    """J*(beta) = max over pi of E_pi[s] - beta KL(pi || pi_ref), the mean over the prompts of
-    beta log (1/M) sum_i exp(s_i / beta): the log-partition of pi* (Rafailov et al. 2023,
-    Eq. 4), its value at the optimum. scores: (prompts, M), the samples of pi_ref."""
+def values(scores: np.ndarray, beta: float) -> np.ndarray:
+    """J*(beta) on each prompt, max over pi of E_pi[s] - beta KL(pi || pi_ref) = beta log (1/M)
+    sum_i exp(s_i / beta): the log-partition of pi* (Rafailov et al. 2023, Eq. 4), its value
+    at the optimum. scores: (prompts, M), the samples of pi_ref -> (prompts,). (From M
+    samples it is biased low, most at small beta, where it nears the best of M.)"""
     top = scores.max(axis=1, keepdims=True)
-    return float((top[:, 0] + beta * np.log(np.exp((scores - top) / beta).mean(1))).mean())
+    return top[:, 0] + beta * np.log(np.exp((scores - top) / beta).mean(1))
+
+
+def value(scores: np.ndarray, beta: float) -> float:
+    """J*(beta), the mean over the prompts of values()."""
+    return float(values(scores, beta).mean())
 
 
 def regret(scores: np.ndarray, beta: float, reward: float, kl: float) -> float:
-    """J*(beta) - (R - beta KL): how far a policy with mean score R at mean KL `kl` falls short
-    of its objective's optimum, in score units. 0 on the ceiling at beta, and never below the
-    reward gap at that KL, R*(KL) - R (the line of slope beta through pi*_beta lies on or
-    above the concave ceiling, touching it at pi*_beta)."""
+    """J*(beta) - (S - beta KL): how far a policy with mean score S at mean KL `kl` falls short
+    of its objective's optimum, in score units, 0 at pi*_beta. Where the score is the true
+    reward, it is never below the reward gap at that KL, R*(KL) - R (the line of slope beta
+    through pi*_beta lies on or above the concave ceiling, touching it at pi*_beta)."""
     return value(scores, beta) - (reward - beta * kl)
 
 

@@ -85,6 +85,18 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int) -> Results:
     return results
 
 
+def load_report(path: str) -> Results:
+    """The Results a compare.json holds, or one line saying what is wrong with the file."""
+    if not Path(path).is_file():
+        sys.exit(f"error: {path}: no such file (compare.py writes compare.json in its --out)")
+    try:
+        return Results.load(path)
+    except json.JSONDecodeError as e:
+        sys.exit(f"error: {path}: not JSON ({e})")
+    except (TypeError, KeyError, AttributeError) as e:
+        sys.exit(f"error: {path}: not a compare.json of this version ({type(e).__name__}: {e})")
+
+
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -123,7 +135,7 @@ def main(argv=None) -> dict:
                         "folder)")
     args = parser.parse_args(argv)
     if args.report:
-        return draw(Results.load(args.report), Path(args.out or Path(args.report).parent),
+        return draw(load_report(args.report), Path(args.out or Path(args.report).parent),
                     args.figure and Path(args.figure))
     try:
         seeds = sweep.parse_seeds(args.seeds or (["0"] if args.smoke else ["0-2"]))

@@ -142,20 +142,22 @@ def answers_of(out: Path, results: Results, arm, seed: str) -> dict[str, np.ndar
     return columns
 
 
-def paired_noise(results: Results, out: Path, seed: str, rewards, rm, eos,
+def paired_noise(results: Results, out: Path, seed: str, prompts, rewards, rm, eos,
                  draws: int = 200) -> dict[str, float]:
     """{comparison: the standard error of its paired difference on this seed from evaluation
     noise alone}: each draw resamples the held-out prompts (with replacement), the same for
     both arms, and recomputes the difference of the arms' numbers (claims.METRICS): a mean
-    over the answers, or the reward gap or regret from the seed's ceiling (fixed: it is
-    shared by both arms). NaN where an arm's answers, or its prompts' match, are missing, and
-    for a number with no answers behind it (a path's drawdown)."""
+    over the answers, the reward gap from the seed's ceiling (fixed: it is shared by both
+    arms), or the regret, prompt by prompt (J*(beta) on the prompt, from its M answers, less
+    S - beta KL of the run's answer: the ceiling's prompts are the runs'). NaN where an arm's
+    answers, or its prompts' match, are missing, and for a number with no answers behind it
+    (a path's drawdown)."""
     rng = np.random.default_rng(int(seed))
     noise = {}
     for c in COMPARISONS:
         arms = [answers_of(out, results, arm, seed) if arm else None for arm in (c.a, c.b)]
         if arms[0] is None or (c.b and arms[1] is None) or c.metric == "drawdown" or \
-                (c.b and arms[0]["prompts"] != arms[1]["prompts"]):
+                any(a is not None and a["prompts"] != prompts for a in arms):
             noise[c.name] = math.nan
             continue
         n = len(arms[0]["reward"])
@@ -169,15 +171,17 @@ def paired_noise(results: Results, out: Path, seed: str, rewards, rm, eos,
             elif c.metric == "gap":
                 x = np.array([ceiling.reward_at(rewards, k) for k in cols["kl"][idx].mean(1)]) \
                     - cols["reward"][idx].mean(1)
-            else:                               # regret: J* (fixed) - (S - beta KL)
+            else:                               # regret: J* - (S - beta KL), per prompt
                 m = METHODS[arm[0]]
                 target = objective(m, arm[1], rewards, rm, eos)
                 if target is None or m.promise == "reward model":      # no RM score per answer
                     x = np.full(draws, math.nan)
                 else:
-                    score = cols["reward"] - (PPOConfig.missing_eos_penalty * (1 - cols["finished"])
-                                              if m.script == "train_ppo.py" else 0.0)
-                    x = -(score - target[1] * cols["kl"])[idx].mean(1)
+                    penalty = PPOConfig.missing_eos_penalty * (1 - cols["finished"]) \
+                        if m.script == "train_ppo.py" else 0.0
+                    per_prompt = ceiling.values(*target) - (cols["reward"] - penalty -
+                                                            target[1] * cols["kl"])
+                    x = per_prompt[idx].mean(1)
             diff += sign * x
         noise[c.name] = float(diff.std(ddof=1))
     return noise
@@ -236,7 +240,7 @@ def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
         eos = unfinished(tokens, M)
         results.promised_by_seed[s] = promised(R, scores, eos)
         results.distance[s] = distances(results, s, R, scores, eos)
-        for name, se in paired_noise(results, out, s, R, scores, eos).items():
+        for name, se in paired_noise(results, out, s, prompts, R, scores, eos).items():
             results.noise.setdefault(name, {})[s] = se
         results.group_baseline[s] = group_baseline(sft, prompts[:64], texts[:64 * M], M, seed)
         control = results.runs_of("sft_control").get(s)
@@ -250,11 +254,14 @@ def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
 
 def ceiling_check(rewards, M: int) -> dict:
     """How far the ceiling from M answers a prompt sits from the one from 2M: the largest
-    difference in reward at the 2M curve's KLs."""
+    difference in reward at the 2M curve's KLs, and in J*(beta) (the regret's) at the betas
+    the runs use (0.01 and up)."""
     full = ceiling.curve(rewards)
     half = rewards[:, :M]
     return {"M": M, "doubled": 2 * M, "max_reward_change": max(
-        abs(ceiling.reward_at(half, p["kl"]) - p["reward"]) for p in full)}
+        abs(ceiling.reward_at(half, p["kl"]) - p["reward"]) for p in full),
+        "max_value_change": max(abs(ceiling.value(half, b) - ceiling.value(rewards, b))
+                                for b in ceiling.BETAS if b >= 0.01)}
 
 
 def average_promised(by_seed: dict) -> dict:

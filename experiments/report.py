@@ -187,7 +187,9 @@ def ceiling_table(res: Results) -> str:
              ms([c[i]["reward"] for c in curves]),
              f"{mean(c[i]['reward_std'] for c in curves):.3f}"] for i, c0 in enumerate(curves[0])]
     note = (f"From {check.get('M')} SFT answers a prompt; {check.get('doubled')} answers moved the "
-            f"reward by at most {check.get('max_reward_change', float('nan')):.4f} (first seed).")
+            f"reward by at most {check.get('max_reward_change', float('nan')):.4f} and J*(beta), "
+            f"the regret's, by at most {check.get('max_value_change', float('nan')):.4f} at beta "
+            "0.01 and up (first seed).")
     return note + "\n\n" + md_table(["beta", "KL (nats)", "true reward",
                                       "bootstrap std over prompts"], rows)
 

@@ -41,6 +41,10 @@ def main(paths: list[str]) -> None:
     for path in paths:
         if not Path(path).is_file():
             sys.exit(f"error: {path}: no such notebook")
+        try:
+            nbformat.read(path, as_version=4)
+        except Exception as e:          # not JSON, or JSON that is not a notebook
+            sys.exit(f"error: {path}: not a Jupyter notebook ({str(e).splitlines()[0][:120]})")
         t0 = time.time()
         try:
             nb = execute(path)

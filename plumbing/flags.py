@@ -132,9 +132,39 @@ def build_parser(config_cls, doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+# other trainers' names (TRL, transformers, nanoGPT) for this project's flags
+OTHER_NAMES = {"lr": "learning_rate", "learning-rate": "learning_rate", "output_dir": "out_dir",
+               "epochs": "max_steps", "num_train_epochs": "max_steps", "steps": "max_steps",
+               "num_steps": "max_steps", "max_iters": "max_steps", "bs": "batch_size",
+               "per_device_train_batch_size": "batch_size", "model_name_or_path": "init_from",
+               "model": "init_from", "kl_coeff": "kl_coef", "init_kl_coef": "kl_coef",
+               "num_samples": "num_generations", "group_size": "num_generations",
+               "max_completion_length": "max_new_tokens", "cliprange": "epsilon",
+               "clip_range": "epsilon", "vf_coeff": "vf_coef", "warmup": "warmup_steps",
+               "max_grad_norm": "grad_clip", "loss_type": "loss"}
+
+
+def unknown_flag(arg: str, parser: argparse.ArgumentParser) -> str:
+    """One line for a flag the script does not have: the name this project gives it where
+    other trainers call it so, else the closest of its own flags, if one is close."""
+    import difflib
+    name = arg.split("=")[0].lstrip("-")
+    flags = [o.lstrip("-") for a in parser._actions for o in a.option_strings
+             if o.startswith("--")]
+    guess = OTHER_NAMES.get(name) if OTHER_NAMES.get(name) in flags else None
+    guess = guess or next(iter(difflib.get_close_matches(name, flags, n=1, cutoff=0.7)), None)
+    return f"unknown flag {arg.split('=')[0]}" + (f": did you mean --{guess}?" if guess else
+                                                  "") + " (--help lists them all)"
+
+
 def parse_config(config_cls, doc: str = "", argv=None):
-    """config_cls filled from the command line (argv, or sys.argv[1:])."""
-    return config_cls(**vars(build_parser(config_cls, doc).parse_args(argv)))
+    """config_cls filled from the command line (argv, or sys.argv[1:]); a flag it does not
+    have is a ConfigError naming the closest one."""
+    parser = build_parser(config_cls, doc)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ConfigError(unknown_flag(unknown[0], parser))
+    return config_cls(**vars(args))
 
 
 def run_cli(main, config_cls, doc: str) -> None:

@@ -53,7 +53,7 @@ def test_the_rule_has_four_verdicts_and_each_can_be_reached():
     assert judge_seeds({"0": b, "1": w}, "not above") == "holds (2 of 2 seeds)"
     assert judge_seeds({"0": w, "1": r}, "not below").startswith("not settled")
     # a seed without its number is named, never dropped silently; none at all: not run
-    assert judge_seeds({"0": b, "1": None}) == "holds (1 of 1 seeds; no number on seed 1)"
+    assert judge_seeds({"0": b, "1": None}) == "not settled (seed 0: beyond, seed 1: no number)"
     assert judge_seeds({"0": None}) == "not run"
 
 

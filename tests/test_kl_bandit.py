@@ -100,14 +100,8 @@ def test_the_fixed_points_of_the_two_placements():
     in_reward = ascend(kl_in_reward)
     in_loss = ascend(kl_in_loss("k3", advantage=centred))
     assert torch.allclose(in_reward, star, atol=1e-6)
-    # k3 in the loss: the stationary point of E[r] - beta KL(pi_ref || pi), where
-    # r_i + beta pi_ref_i / pi_i = lambda, so pi_i = beta pi_ref_i / (lambda - r_i), sum 1
-    lo, hi = R.max().item() + 1e-12, R.max().item() + BETA * 10
-    for _ in range(200):
-        lam = (lo + hi) / 2
-        lo, hi = (lam, hi) if (BETA * pi_ref / (lam - R)).sum() > 1 else (lo, lam)
-    reverse_optimum = BETA * pi_ref / (lam - R)
-    assert torch.allclose(in_loss, reverse_optimum, atol=1e-6)
+    # k3 in the loss: the stationary point of E[r] - beta KL(pi_ref || pi)
+    assert torch.allclose(in_loss, reverse_optimum(BETA), atol=1e-6)
     # the two differ: k3 in the loss lands elsewhere than the optimum the ceiling is made of
     assert (in_loss - star).abs().max() > 0.03
     reward_of = lambda p: (p * R).sum().item()                      # noqa: E731
@@ -144,18 +138,34 @@ def kl(pi):
     return (pi * (pi.log() - LOG_REF)).sum().item()
 
 
+def reverse_optimum(beta: float):
+    """The stationary point of E[r] - beta KL(pi_ref || pi): r_i + beta pi_ref_i / pi_i = lambda,
+    pi_i = beta pi_ref_i / (lambda - r_i), lambda making them sum to 1 (by bisection)."""
+    pi_ref = LOG_REF.exp()
+    lo, hi = R.max().item() + 1e-12, R.max().item() + beta * 10
+    for _ in range(200):
+        lam = (lo + hi) / 2
+        lo, hi = (lam, hi) if (beta * pi_ref / (lam - R)).sum() > 1 else (lo, lam)
+    return beta * pi_ref / (lam - R)
+
+
 @pytest.mark.parametrize("beta", [0.04, 0.16])
-def test_grpos_long_leash_comes_from_the_std_scaling_not_the_kls_direction(beta):
-    """k3 in the loss, groups of 4 enumerated: dividing the advantage by the group's std
-    divides the reward's term and not beta k3 (an effective beta sigma_r), and the policy
-    stops far past pi*; without the scaling, the KL's direction alone moves the stopping
-    point far less (here 2.27 against pi*'s 2.01 nats at beta 0.04, 0.98 against 1.24 at
-    0.16; with the scaling 2.92 and 2.45)."""
+def test_grpos_long_leash_comes_from_the_std_scaling_more_than_the_kls_direction(beta):
+    """k3 in the loss, groups of G = 4 enumerated. Without std scaling the advantage r_i - mean
+    is (G - 1)/G of r_i's own share (the mean holds r_i), so the policy stops exactly at the
+    reverse-KL optimum at beta G/(G - 1). With GRPO's scaling the reward's term is divided by
+    the group's std and beta k3 is not (an effective beta sigma_r): it stops far past. Here
+    the scaling moves the stopping point's KL more than the KL's direction does (pi* 2.01,
+    reverse optimum 2.44, unscaled 2.27, scaled 2.92 nats at beta 0.04; 1.24, 1.29, 0.98, 2.45
+    at beta 0.16)."""
+    G = 4
     star = LOG_REF.exp() * torch.exp(R / beta)
     star = star / star.sum()
-    unscaled, scaled = (kl(grpo_fixed_point(beta, s)) for s in ("none", "group"))
-    assert scaled > 1.25 * unscaled
-    assert abs(unscaled - kl(star)) < 0.3 < abs(scaled - kl(star))
+    unscaled, scaled = (grpo_fixed_point(beta, s, G) for s in ("none", "group"))
+    assert torch.allclose(unscaled, reverse_optimum(beta * G / (G - 1)), atol=1e-3)
+    direction = kl(reverse_optimum(beta)) - kl(star)           # the KL's direction alone
+    scaling = kl(scaled) - kl(unscaled)                         # the std scaling alone
+    assert scaling > 0.5 and scaling > direction
 
 
 # ------------------------------------------------------------------ answers of two tokens

@@ -71,6 +71,10 @@ def bad_files(sft_dir, tmp_path):
         "only ties": (["--data", ties, "--init_from", out / "sft.pt"],
                       "ties.jsonl: in every pair the chosen answer equals the rejected one"),
         "missing checkpoint": (["--init_from", tmp_path / "nope.pt"], "nope.pt: no such checkpoint"),
+        "mistyped checkpoint": (["--init_from", tmp_path / "truncatd.pt"],
+                                f"did you mean {tmp_path / 'truncated.pt'}?"),
+        "no SFT model yet": (["--out_dir", tmp_path / "fresh"], "sft.pt: no such checkpoint; "
+                             f"make it with `python train_sft.py --out_dir {tmp_path / 'fresh'}`"),
         "truncated checkpoint": (["--init_from", truncated], "truncated.pt: not a readable checkpoint"),
         "config misfit": (["--init_from", misfit], "misfit.pt: the weights do not fit"),
         "pretraining checkpoint": (["--init_from", out / "pretrain.pt"],
@@ -79,11 +83,22 @@ def bad_files(sft_dir, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["data", "not UTF-8", "only ties", "missing checkpoint",
+                                  "mistyped checkpoint", "no SFT model yet",
                                   "truncated checkpoint", "config misfit",
                                   "pretraining checkpoint"])
 def test_bad_files_end_in_one_clear_line(bad_files, case, tmp_path):
     flags, message = bad_files[case]
     status, err = cli("train_dpo.py", "--smoke", "--out_dir", tmp_path, *flags)
+    assert status == 1 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr", "1e-3"], "unknown flag --lr: did you mean --learning_rate?"),   # other trainers'
+    (["--betaa", "0.2"], "unknown flag --betaa: did you mean --beta?"),       # a typo
+    (["--zzz=1"], "unknown flag --zzz (--help lists them all)"),
+])
+def test_an_unknown_flag_names_the_one_meant(flags, message):
+    status, err = cli("train_dpo.py", *flags)
     assert status == 1 and message in err and "Traceback" not in err, err
 
 
@@ -97,6 +112,14 @@ def test_bad_files_end_in_one_clear_line(bad_files, case, tmp_path):
     ("train_dpo.py", ["--loss", "kto", "--rounds", "2"], "--rounds is iterative DPO's"),
     ("train_grpo.py", ["--advantage", "rloo", "--kl_in", "loss"],
      "--advantage rloo puts the KL in the reward"),
+    # a flag the chosen mode ignores is refused, even at its default value
+    ("train_grpo.py", ["--kl_in", "reward", "--kl_estimator", "k3"],
+     "with --kl_in reward the KL is k1 summed over each answer: drop it"),
+    ("train_grpo.py", ["--beta", "0", "--kl_estimator", "k2"], "with --beta 0 there is none"),
+    ("train_grpo.py", ["--advantage", "best", "--scale_rewards", "group"],
+     "there is nothing to scale; drop --scale_rewards"),
+    ("train_grpo.py", ["--advantage", "rloo", "--scale_rewards", "group"],
+     "--advantage rloo has a loss of its own"),
 ])
 def test_bad_hyperparameters_end_in_one_clear_line(script, flags, message):
     status, err = cli(script, *flags)
@@ -267,3 +290,19 @@ def test_setting_beta_on_best_against_worst_labels_says_what_shows_its_trade(sft
     assert "dpo step 0/3 | loss" in done.stdout and "| dpo_loss 0.6931 | nll_loss" in done.stdout
     # in a log (no terminal: no bar), each line says how far the run is and what is left
     assert "dpo step 2/3, about 0m00s left | loss" in done.stdout
+
+
+@pytest.mark.parametrize("script,text,message", [
+    ("experiments/compare.py", None, "no such file"),
+    ("experiments/compare.py", "nope", "not JSON"),
+    ("experiments/compare.py", '{"a": 1}', "not a compare.json of this version"),
+    ("notebooks/execute.py", None, "no such notebook"),
+    ("notebooks/execute.py", "nope", "not a Jupyter notebook"),
+])
+def test_an_entry_point_given_a_bad_file_ends_in_one_line(tmp_path, script, text, message):
+    path = tmp_path / "given"
+    if text is not None:
+        path.write_text(text)
+    args = ["--report", path] if script.endswith("compare.py") else [path]
+    status, err = cli(script, *args)
+    assert status == 1 and f"{path}: {message}" in err and "Traceback" not in err, err
