@@ -178,15 +178,21 @@ def kl_per_answer(policy, reference, prompts, token_rows) -> torch.Tensor:
             in_batches(lambda p, a: logps(reference, p, a), ids, token_rows)).cpu()
 
 
-def path_point(policy, reference, prompts, *, seed: int) -> dict:
+def path_point(policy, reference, prompts, *, seed: int, scorer=None) -> dict:
     """Where a policy stands mid-training (--eval_every): the mean true reward of one sampled
     answer to each prompt (evaluate's sampled answers) and its KL to the reference, with the
-    seconds it took."""
+    seconds it took; with a scorer (PPO's reward model), its raw mean score of the same
+    answers ("rm_score") and the share that never ended ("unfinished", what PPO's penalty
+    would take off), each reported apart."""
     t0 = time.time()
     texts, tokens = generate(policy, prompts, seed=seed)
-    return {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
-            "kl": kl_to_reference(policy, reference, prompts, tokens),
-            "seconds": time.time() - t0}
+    point = {"reward": sum(reward(p, r) for p, r in zip(prompts, texts)) / len(prompts),
+             "kl": kl_to_reference(policy, reference, prompts, tokens)}
+    if scorer is not None:
+        point["rm_score"] = scores_of_answers(scorer, [prompt_ids(p) for p in prompts],
+                                              tokens).mean().item()
+        point["unfinished"] = sum(not (t and t[-1] == end_id()) for t in tokens) / len(tokens)
+    return {**point, "seconds": time.time() - t0}
 
 
 # ------------------------------------------------------------------ what pretraining reports

@@ -151,7 +151,8 @@ def train(cfg, policy, ref_model, rm, critic, device, loss_fn=None, gae_fn=None)
     net = for_training(model, cfg.compile)
     rng = torch.Generator().manual_seed(cfg.seed)
     with TrainingRun("ppo", cfg, model, opt, rng, cfg.max_steps, log_every=10,
-                     show=("objective/scores", "objective/kl"), path=(policy, ref_model)) as run:
+                     show=("objective/scores", "objective/kl"),
+                     path=(policy, ref_model, *([rm] if rm is not None else []))) as run:
         for step in range(run.start, cfg.max_steps):
             lr = set_lr(opt, step, cfg.max_steps, cfg.warmup_steps, cfg.learning_rate)
             idx = shard(torch.randint(len(prompts), (cfg.batch_size,), generator=rng).tolist())

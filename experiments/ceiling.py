@@ -91,6 +91,43 @@ def best_of(rewards: np.ndarray, n: int) -> tuple[float, float]:
     return total_reward / len(rewards), total_kl / len(rewards)
 
 
+def best_of_by(proxy: np.ndarray, gold: np.ndarray, n: int) -> tuple[float, float]:
+    """Best-of-n ranked by a proxy (a reward model's scores), judged by the gold (the true
+    reward), exact: (mean gold, mean KL to pi_ref) over the prompts, of the answer whose
+    proxy score is highest among n drawn with replacement, ties among them broken uniformly
+    at random. The best proxy value is v_j with probability F_j^n - F_{j-1}^n (F over the
+    proxy's distinct values in increasing order), and among the answers with that value each
+    is as likely, so the expected gold is the mean of theirs, and the KL sums over the
+    values. proxy, gold: (prompts, M). best_of_by(proxy, proxy, n)[0] is the proxy's own
+    value, and best_of_by(r, r, n) is best_of(r, n)."""
+    total_gold = total_kl = 0.0
+    for row, g in zip(proxy, gold):
+        values, which, counts = np.unique(row, return_inverse=True, return_counts=True)
+        p = counts / counts.sum()
+        F = np.cumsum(p)
+        q = F ** n - np.concatenate([[0.0], F[:-1]]) ** n               # P(the best is v_j)
+        gold_of = np.bincount(which, weights=g) / counts                 # mean gold at v_j
+        kept = q > 0
+        total_gold += float((q * gold_of).sum())
+        total_kl += float((q[kept] * np.log(q[kept] / p[kept])).sum())
+    return total_gold / len(proxy), total_kl / len(proxy)
+
+
+def fit_gao(d, r, kind: str) -> tuple[float, float]:
+    """Gao et al. (2022)'s form of the gold reward's gain over pi_ref against d = sqrt(KL),
+    fitted by least squares (through 0 at d = 0): best-of-N ("bon") r = d (alpha - beta d),
+    RL ("rl") r = d (alpha - beta log d). Returns (alpha, beta); beta <= 0 has no peak."""
+    d, r = np.asarray(d, dtype=float), np.asarray(r, dtype=float)
+    if kind == "bon":
+        second = d * d
+    elif kind == "rl":
+        second = d * np.log(np.where(d > 0, d, 1.0))                     # d log d -> 0 at 0
+    else:
+        raise ValueError(f"kind must be bon or rl, got {kind!r}")
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -second], 1), r, rcond=None)
+    return float(alpha), float(beta)
+
+
 def best_of_n_bound(n: int) -> float:
     """KL(best-of-n || pi_ref) = log n - (n - 1) / n nats when no two answers tie (Stiennon
     et al. 2020): an upper bound with ties."""

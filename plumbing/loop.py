@@ -99,9 +99,9 @@ class TrainingRun:
       where the metrics count "tokens", then writes each step to OUT_DIR/<name>_metrics.jsonl
       and the progress bar (or, without a terminal, a log line every log_every steps:
       "<name> step N/total, about 3m05s left | ...").
-    - With path=(policy, reference) and --eval_every k, every k steps the policy's true
-      reward and KL on the held-out prompts go to OUT_DIR/<name>_path.jsonl (its seconds
-      are not counted in dt).
+    - With path=(policy, reference[, scorer]) and --eval_every k, every k steps the policy's
+      true reward and KL on the held-out prompts (and the scorer's raw score of the same
+      answers) go to OUT_DIR/<name>_path.jsonl (its seconds are not counted in dt).
     - The state is saved every --save_every steps, at the end, and on Ctrl-C (seen at
       the next read), which then ends the run with status 130. A non-finite loss ends
       the run at the read that sees it with nothing saved, so every checkpoint on disk
@@ -149,7 +149,9 @@ class TrainingRun:
         done = step + 1
         if self.path and self.main and done % self.cfg.eval_every == 0:
             t0 = time.perf_counter()
-            point = path_point(*self.path, eval_prompts(self.cfg.eval_prompts), seed=self.cfg.seed)
+            policy, reference, *scorer = self.path
+            point = path_point(policy, reference, eval_prompts(self.cfg.eval_prompts),
+                               seed=self.cfg.seed, scorer=scorer[0] if scorer else None)
             with open(self.path_file, "a") as f:
                 f.write(json.dumps({"step": done, **point}) + "\n")
             self.t_read += time.perf_counter() - t0          # not a training step's time

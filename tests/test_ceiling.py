@@ -99,3 +99,33 @@ def test_the_curve_rises_from_the_sft_model_to_the_best_reachable_reward():
     assert all(a <= b for a, b in zip(gains, gains[1:])) and gains[0] < gains[-1]
     assert gains[0] == pytest.approx(rewards.mean(), abs=0.01)
     assert gains[-1] == pytest.approx(rewards.max(axis=1).mean(), abs=1e-3)
+
+
+def test_best_of_n_by_a_proxy_by_hand():
+    # one prompt, 4 answers: proxy 0, 1, 1, 2 (the top one wrong: gold 0), gold 1, 0, 1, 0
+    proxy, gold = np.array([[0.0, 1.0, 1.0, 2.0]]), np.array([[1.0, 0.0, 1.0, 0.0]])
+    # n = 2: the best proxy value is 2 with prob 1 - (3/4)^2 = 7/16, 1 with (3/4)^2 - (1/4)^2
+    # = 8/16 (then either answer of proxy 1: gold 1/2 on average), 0 with 1/16
+    q = np.array([1 / 16, 8 / 16, 7 / 16])
+    g, kl = ceiling.best_of_by(proxy, gold, 2)
+    assert g == pytest.approx(q @ [1.0, 0.5, 0.0])
+    assert kl == pytest.approx(float((q * np.log(q / np.array([0.25, 0.5, 0.25]))).sum()))
+    assert ceiling.best_of_by(proxy, proxy, 2)[0] == pytest.approx(q @ [0.0, 1.0, 2.0])
+    # ranked by the gold itself it is best_of; n = 1 is pi_ref, KL 0
+    rng = np.random.default_rng(0)
+    rewards = rng.choice([0.0, 0.5, 0.9, 1.0], size=(5, 16))
+    for n in (1, 3, 8):
+        assert ceiling.best_of_by(rewards, rewards, n) == pytest.approx(ceiling.best_of(rewards, n))
+    assert ceiling.best_of_by(proxy, gold, 1) == pytest.approx((0.5, 0.0))
+
+
+@pytest.mark.parametrize("kind,shape", [("bon", lambda d: d * d), ("rl", lambda d: d * np.log(d))])
+def test_fit_gao_recovers_its_own_form(kind, shape):
+    d = np.linspace(0.0, 3.0, 13)
+    safe = np.where(d > 0, d, 1.0)
+    r = 0.8 * d - 0.3 * np.where(d > 0, shape(safe), 0.0)
+    assert ceiling.fit_gao(d, r, kind) == pytest.approx((0.8, 0.3))
+    rising = 0.5 * d                                           # never turns: beta 0, no peak
+    assert ceiling.fit_gao(d, rising, kind)[1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="kind"):
+        ceiling.fit_gao(d, r, "ppo")
