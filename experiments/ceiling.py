@@ -91,7 +91,7 @@ def best_of(rewards: np.ndarray, n: int) -> tuple[float, float]:
     return total_reward / len(rewards), total_kl / len(rewards)
 
 
-def best_of_by(proxy: np.ndarray, gold: np.ndarray, n: int) -> tuple[float, float]:
+def best_of_by(proxy: np.ndarray, gold: np.ndarray, n: int, per_prompt: bool = False):
     """Best-of-n ranked by a proxy (a reward model's scores), judged by the gold (the true
     reward), exact: (mean gold, mean KL to pi_ref) over the prompts, of the answer whose
     proxy score is highest among n drawn with replacement, ties among them broken uniformly
@@ -99,18 +99,19 @@ def best_of_by(proxy: np.ndarray, gold: np.ndarray, n: int) -> tuple[float, floa
     proxy's distinct values in increasing order), and among the answers with that value each
     is as likely, so the expected gold is the mean of theirs, and the KL sums over the
     values. proxy, gold: (prompts, M). best_of_by(proxy, proxy, n)[0] is the proxy's own
-    value, and best_of_by(r, r, n) is best_of(r, n)."""
-    total_gold = total_kl = 0.0
-    for row, g in zip(proxy, gold):
+    value, and best_of_by(r, r, n) is best_of(r, n). (Exact for the M stored samples: at n
+    near M, drawn with replacement, they hold fewer distinct answers than a fresh best-of-n
+    would see.) per_prompt: the two as (prompts,) arrays instead of their means."""
+    golds, kls = np.zeros(len(proxy)), np.zeros(len(proxy))
+    for i, (row, g) in enumerate(zip(proxy, gold)):
         values, which, counts = np.unique(row, return_inverse=True, return_counts=True)
         p = counts / counts.sum()
         F = np.cumsum(p)
         q = F ** n - np.concatenate([[0.0], F[:-1]]) ** n               # P(the best is v_j)
         gold_of = np.bincount(which, weights=g) / counts                 # mean gold at v_j
         kept = q > 0
-        total_gold += float((q * gold_of).sum())
-        total_kl += float((q[kept] * np.log(q[kept] / p[kept])).sum())
-    return total_gold / len(proxy), total_kl / len(proxy)
+        golds[i], kls[i] = (q * gold_of).sum(), (q[kept] * np.log(q[kept] / p[kept])).sum()
+    return (golds, kls) if per_prompt else (float(golds.mean()), float(kls.mean()))
 
 
 def fit_gao(d, r, kind: str) -> tuple[float, float]:

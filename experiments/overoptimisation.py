@@ -7,17 +7,19 @@ true reward ("gold") each lets best-of-N and PPO reach, and how each is over-opt
     python experiments/overoptimisation.py --report sweeps/overoptimisation/overoptimisation.json
     python experiments/overoptimisation.py --metrics out/ppo_kl0/ppo_metrics.jsonl   # one run
 
-The toy world's true reward is the gold, so every gold number is exact. Per seed, from its SFT
+The toy world's true reward is the gold: no gold model is learned. Per seed, from its SFT
 model (sweep.py's planner: each seed's SFT model trained once, finished runs reused):
 - Reward models of three qualities: train_rm.py on RM_PROMPTS pairs (125, 500, 4000 prompts).
-  Each one's accuracy: on 2048 held-out prompts, two SFT answers each, the share of pairs
-  with different true rewards whose better answer it scores higher (ties in score: half).
-- Best-of-N ranked by each reward model, exact (ceiling.best_of_by), from the SFT model's 64
-  answers to each of 256 held-out prompts (compare.py's ceiling's answers), N = 1 ... 64:
+  Each one's accuracy: on 2400 held-out prompts, two SFT answers each, the share of the
+  pairs with different true rewards (at least 2000) whose better answer it scores higher
+  (ties in score: half).
+- Best-of-N ranked by each reward model, exact over the SFT model's 64 answers to each of
+  256 held-out prompts (ceiling.best_of_by; compare.py's ceiling's answers), N = 1 ... 64:
   the gold of the pick, the reward model's own score of it, the KL to the SFT model.
 - PPO on each reward model with a weak leash (--kl_coef 0 and 0.01), 400 steps, its path
-  every 25 (--eval_every): the gold, the reward model's raw score and the share of answers
-  that never end (the penalty PPO takes, reported apart), the KL.
+  every 25 (--eval_every), from the SFT model's own point: the gold, the reward model's raw
+  score and the share of answers that never end (PPO maximises the score less 1 for each),
+  the KL.
 - Gao et al.'s forms fitted to the gold's gain over the SFT model against d = sqrt(KL), per
   reward model (ceiling.fit_gao): best-of-N d (alpha - beta d), PPO d (alpha - beta log d).
   The gold is bounded, so a fit can peak where the data does not: peaks are read from the
@@ -46,7 +48,8 @@ RM_PROMPTS = ("125", "500", "4000")        # pairs each reward model learns from
 KL_COEFS = ("0", "0.01")                    # a weak leash: none, and a small one
 STEPS, EVERY = 400, 25                      # PPO's steps, and its path's spacing
 BEST_OF = (1, 2, 4, 8, 16, 32, 64)
-SAMPLES, PROMPTS, PAIR_PROMPTS = 64, 256, 2048
+SAMPLES, PROMPTS = 64, 256            # the ceiling's answers: 64 to each of 256 prompts
+PAIR_PROMPTS, MIN_PAIRS = 2400, 2000    # about 11% of SFT answer pairs tie in true reward
 SCORE, TRUE, KL = "objective/scores", "objective/true_reward", "objective/kl"
 
 
@@ -57,7 +60,7 @@ def rm_chain(n: str, smoke: bool) -> list[list[str]]:
 
 
 def ppo_chain(n: str, kl_coef: str, smoke: bool) -> list[list[str]]:
-    steps = ["--max_steps", "4", "--eval_every", "2"] if smoke else \
+    steps = ["--max_steps", "4", "--eval_every", "1"] if smoke else \
         ["--max_steps", str(STEPS), "--eval_every", str(EVERY)]
     return [["train_sft.py", *smoked(smoke)],
             ["train_ppo.py", "--reward_model", f"{{seed_dir}}/{rm_folder(n, smoke)}/rm.pt", "--kl_coef",
@@ -93,11 +96,14 @@ def train(seeds: list[int], out: Path, jobs: int, smoke: bool) -> dict:
 
 # ------------------------------------------------------------------ what is measured here
 
-def measure_seed(out: Path, seed: int, smoke: bool, ppo_folders: dict) -> dict:
+def measure_seed(out: Path, seed: int, smoke: bool, ppo_folders: dict, draws: int = 200) -> dict:
     """Per seed: the SFT answers' gold, the ceiling, best-of-N by the gold and by each reward
-    model, each reward model's accuracy, and PPO's paths."""
+    model (with `draws` bootstrap resamplings of the prompts of each one's best-of-N peak,
+    the same resamplings for every reward model), each reward model's accuracy, PPO's paths
+    and their start: the SFT model's own path point (the answers PPO's first point would
+    draw, by the same seed). A reward model whose run failed is None."""
     from data.world import eval_prompts, reward
-    from evaluation import generate
+    from evaluation import generate, path_point
     from experiments.measure import answers, rm_scores
     from model import ScoreModel, load_checkpoint
     folder = out / f"seed{seed}"
@@ -109,148 +115,242 @@ def measure_seed(out: Path, seed: int, smoke: bool, ppo_folders: dict) -> dict:
     texts2, tokens2 = generate(sft, pair_prompts, num_samples=2, seed=seed + 11)
     r2 = np.array([reward(pair_prompts[i // 2], t) for i, t in enumerate(texts2)]).reshape(-1, 2)
     differ = r2[:, 0] != r2[:, 1]
+    if not smoke and differ.sum() < MIN_PAIRS:
+        sys.exit(f"error: seed {seed}: {differ.sum()} held-out pairs with different true "
+                 f"rewards, fewer than {MIN_PAIRS}: raise PAIR_PROMPTS")
     ns = [n for n in BEST_OF if n <= M]
+    idx = np.random.default_rng(seed).integers(0, len(prompts), (draws, len(prompts)))
     out_seed = {"sft_gold": float(gold.mean()), "answer_std": float(gold.std()),
                 "ceiling": ceiling.curve(gold),
                 "best_of_gold": [dict(zip(("n", "gold", "kl"), (n, *ceiling.best_of(gold, n))))
                                  for n in ns], "reward_models": {}}
     for n in RM_PROMPTS:
-        rm = load_checkpoint(folder / rm_folder(n, smoke) / "rm.pt", cls=ScoreModel)[0].eval()
+        path = folder / rm_folder(n, smoke) / "rm.pt"
+        if not path.exists():
+            out_seed["reward_models"][n] = None
+            continue
+        rm = load_checkpoint(path, cls=ScoreModel)[0].eval()
         proxy = rm_scores(rm, prompts, tokens, M)                               # (prompts, M)
         s2 = rm_scores(rm, pair_prompts, tokens2, 2)
         right = np.where(s2[:, 0] == s2[:, 1], 0.5,
                          ((s2[:, 0] > s2[:, 1]) == (r2[:, 0] > r2[:, 1])).astype(float))
+        by_n = [ceiling.best_of_by(proxy, gold, k, per_prompt=True) for k in ns]
+        golds = np.stack([g for g, _ in by_n], 1)                             # (prompts, N)
+        runs = {k: read_path(Path(ppo_folders[f"{n}/{k}"][str(seed)]) / "ppo_path.jsonl", path)
+                for k in KL_COEFS if str(seed) in ppo_folders.get(f"{n}/{k}", {})}
         out_seed["reward_models"][n] = {
             "accuracy": float(right[differ].mean()), "pairs": int(differ.sum()),
             "sft_proxy": float(proxy.mean()), "proxy_std": float(proxy.std()),
-            "best_of": [{"n": k, "gold": g, "kl": kl, "proxy": ceiling.best_of_by(proxy, proxy, k)[0]}
-                        for k in ns for g, kl in [ceiling.best_of_by(proxy, gold, k)]],
-            "ppo": {k: read_path(Path(ppo_folders[f"{n}/{k}"][str(seed)]) / "ppo_path.jsonl")
-                    for k in KL_COEFS if str(seed) in ppo_folders.get(f"{n}/{k}", {})}}
+            "best_of": [{"n": k, "gold": float(g.mean()), "kl": float(kl.mean()),
+                         "proxy": ceiling.best_of_by(proxy, proxy, k)[0]}
+                        for k, (g, kl) in zip(ns, by_n)],
+            "peak_draws": golds[idx].mean(1).max(1).tolist(),          # the peak, resampled
+            "start": path_point(sft, sft, prompts, seed=seed, scorer=rm),
+            "ppo": runs}
     return out_seed
 
 
-def read_path(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def read_path(path: Path, rm: Path) -> list[dict]:
+    """A PPO run's path, refused if its reward model was written after it (a retrained
+    reward model: the runs on the old one are stale; sweep into a new --out)."""
+    if not path.exists():
+        return []
+    if rm.stat().st_mtime > path.stat().st_mtime:
+        sys.exit(f"error: {path} is older than its reward model {rm}: run into a new --out")
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 # ------------------------------------------------------------------ fits, peaks, claims
 
-def peak(points: list[dict], key: str = "gold") -> dict:
-    """The point of highest gold (the data's peak, not a fit's)."""
-    return max(points, key=lambda p: p[key]) if points else {}
+def smoothed(points: list[dict], key: str, k: int = 3) -> list[float]:
+    """Each point's `key` averaged with its neighbours (k points, fewer at the ends): a
+    path's peak read from one noisy point is biased up (the largest of many)."""
+    values = [p[key] for p in points]
+    h = k // 2
+    return [mean(values[max(0, i - h):i + h + 1]) for i in range(len(values))]
 
 
 def ppo_points(per_seed: dict, n: str, k: str) -> list[dict]:
-    """A PPO run's path as points: {kl, gold, proxy, unfinished}."""
-    return [{"step": p["step"], "kl": p["kl"], "gold": p["reward"], "proxy": p.get("rm_score"),
-             "unfinished": p.get("unfinished")} for p in per_seed["reward_models"][n]["ppo"].get(k, [])]
+    """A PPO run's path as points, its start (the SFT model's point) first: {step, kl,
+    gold, proxy: the score PPO maximises, the reward model's less the missing-EOS penalty
+    on the answers that never end, raw: the reward model's own score, unfinished}."""
+    from train_ppo import PPOConfig
+    rm = per_seed["reward_models"][n]
+    if rm is None or k not in rm["ppo"] or not rm["ppo"][k]:
+        return []
+    return [{"step": p.get("step", 0), "kl": p["kl"], "gold": p["reward"],
+             "proxy": p["rm_score"] - PPOConfig.missing_eos_penalty * p["unfinished"],
+             "raw": p["rm_score"], "unfinished": p["unfinished"]}
+            for p in [rm["start"], *rm["ppo"][k]]]
+
+
+def peak_of(points: list[dict]) -> dict:
+    """The path's peak, read from the data (its smoothed gold's highest point): that point
+    with the smoothed gold and proxy in place of its own."""
+    if not points:
+        return {}
+    gold, proxy = smoothed(points, "gold"), smoothed(points, "proxy")
+    i = max(range(len(points)), key=gold.__getitem__)
+    return {**points[i], "gold": gold[i], "proxy": proxy[i]}
+
+
+def best_of_peak(rm: dict) -> dict:
+    return max(rm["best_of"], key=lambda b: b["gold"])
 
 
 def fits(results: dict) -> dict:
-    """{n: {"bon": (alpha, beta, rms residual), "rl": ...}}: Gao et al.'s forms on the gold's
-    gain over the SFT model against d = sqrt(KL), every seed's points together (KL < 0, an
-    estimate's error near the start, read as 0)."""
+    """{n: {"bon" | "rl": {alpha, beta, rms, points, peak_d, in_range}}}: Gao et al.'s forms
+    on the gold's gain over the SFT model against d = sqrt(KL), every seed's points together
+    (KL < 0, an estimate's error near the start, read as 0); the fit's own peak, d* =
+    alpha / (2 beta) for best-of-N and exp(alpha / beta - 1) for RL, and whether the data
+    reach it."""
     out = {}
     for n in RM_PROMPTS:
         for kind in ("bon", "rl"):
-            d, r = [0.0], [0.0]
+            d, r = [], []
             for s in results["seeds"].values():
-                pts = s["reward_models"][n]["best_of"] if kind == "bon" else \
-                    [p for k in KL_COEFS for p in ppo_points(s, n, k)]
+                rm = s["reward_models"][n]
+                if rm is None:
+                    continue
+                pts = rm["best_of"] if kind == "bon" else \
+                    [p for k in KL_COEFS for p in ppo_points(s, n, k)[1:]]
+                base = s["sft_gold"] if kind == "bon" else rm["start"]["reward"]
                 d += [math.sqrt(max(p["kl"], 0.0)) for p in pts]
-                r += [p["gold"] - s["sft_gold"] for p in pts]
+                r += [p["gold"] - base for p in pts]
             if len(d) < 3:
                 continue
             alpha, beta = ceiling.fit_gao(d, r, kind)
-            shape = np.array(d) ** 2 if kind == "bon" else \
-                np.array(d) * np.log(np.where(np.array(d) > 0, d, 1.0))
-            residual = float(np.sqrt(np.mean((alpha * np.array(d) - beta * shape - r) ** 2)))
-            out.setdefault(n, {})[kind] = {"alpha": alpha, "beta": beta, "rms": residual,
-                                           "points": len(d)}
+            x = np.array(d)
+            shape = x ** 2 if kind == "bon" else x * np.log(np.where(x > 0, x, 1.0))
+            top = math.nan if beta <= 0 else alpha / (2 * beta) if kind == "bon" else \
+                math.exp(alpha / beta - 1)
+            out.setdefault(n, {})[kind] = {
+                "alpha": alpha, "beta": beta, "points": len(d),
+                "rms": float(np.sqrt(np.mean((alpha * x - beta * shape - np.array(r)) ** 2))),
+                "peak_d": top, "in_range": bool(math.isfinite(top) and top <= max(d))}
     return out
 
 
-def noise_delta(s: dict, n_prompts: int) -> float:
-    """Twice the standard error of a difference of two path points, each a mean of one
-    answer's gold over n_prompts prompts (the answers' std as the SFT model's)."""
-    return 2 * math.sqrt(2) * s["answer_std"] / math.sqrt(n_prompts)
+def noise_delta(s: dict, n_prompts: int, points: int = 3) -> float:
+    """Twice the standard error of a difference of two path readings, each a mean over
+    `points` path points of one answer's gold on each of n_prompts prompts (the answers'
+    std as the SFT model's)."""
+    return 2 * math.sqrt(2) * s["answer_std"] / math.sqrt(points * n_prompts)
+
+
+def accuracies_apart(rms: list[dict]) -> bool:
+    """Each reward model's held-out accuracy above the one before by more than twice the
+    standard error of their difference (binomial, on each one's pairs)."""
+    se = lambda a: a["accuracy"] * (1 - a["accuracy"]) / a["pairs"]     # noqa: E731
+    return all(b["accuracy"] - a["accuracy"] > 2 * math.sqrt(se(a) + se(b))
+               for a, b in zip(rms, rms[1:]))
 
 
 def judge(results: dict) -> list[dict]:
     """The first article's "The Reward Model is a bottleneck: RM quality directly caps the
-    alignment ceiling, and it's easy to exploit", as three claims judged seed by seed:
-    - caps (best-of-N, PPO): with the reward models in order of held-out accuracy, each step
-      up raises the gold's peak by more than delta (beyond), each lowers it by more
-      (reversed), every step within delta (within); steps that disagree: "not monotone".
-    - exploit: PPO without a leash (kl_coef 0), past its gold's peak, the reward model's
-      score rises while the gold falls, each by more than its delta, on every reward model.
-    delta: best-of-N's peaks are exact on the SFT answers (the stated 0.02); PPO's are path
-    points, and delta is twice the standard error of a difference of two (noise_delta)."""
+    alignment ceiling, and it's easy to exploit", as three claims judged seed by seed
+    (claims.judge_seeds):
+    - caps (best-of-N; PPO): the reward models in order of held-out accuracy (which must be
+      apart by more than its noise, else the seed is "accuracies within noise"); each step
+      up raises the gold's peak by more than delta (beyond), each lowers it (reversed), each
+      within delta (within); steps that disagree: "not monotone". Best-of-N's delta: 0.02 or
+      twice the standard error of the step from resampling the prompts (peak_draws), if
+      larger; PPO's: 0.02 or noise_delta, the peaks being means of 3 path points.
+    - exploit: PPO without a leash (kl_coef 0): from its gold's peak to the end (the last 3
+      points), the score PPO maximises rises and the gold falls, each by more than its delta
+      (noise_delta, in its own units), on every reward model: beyond; on none, and nothing
+      reversed: within; a fall of the score or a rise of the gold beyond delta: reversed."""
     claims, n_prompts = [], results["prompts"]
     for kind in ("bon", "ppo"):
         outcomes, measured = {}, []
         for seed, s in results["seeds"].items():
+            if any(s["reward_models"][n] is None for n in RM_PROMPTS):
+                outcomes[seed] = None
+                continue
             order = sorted(RM_PROMPTS, key=lambda n: s["reward_models"][n]["accuracy"])
-            peaks = [peak(s["reward_models"][n]["best_of"] if kind == "bon" else
-                          [p for k in KL_COEFS for p in ppo_points(s, n, k)]).get("gold", math.nan)
-                     for n in order]
-            delta = 0.02 if kind == "bon" else max(0.02, noise_delta(s, n_prompts))
+            rms = [s["reward_models"][n] for n in order]
+            if kind == "bon":
+                peaks = [best_of_peak(rm)["gold"] for rm in rms]
+                draws = [np.array(rm["peak_draws"]) for rm in rms]
+                delta = max([0.02] + [2 * float(np.std(b - a, ddof=1))
+                                      for a, b in zip(draws, draws[1:])])
+            else:
+                peaks = [peak_of([p for k in KL_COEFS for p in ppo_points(s, n, k)]).get(
+                    "gold", math.nan) for n in order]
+                delta = max(0.02, noise_delta(s, n_prompts))
             steps = [outcome(b - a, delta) for a, b in zip(peaks, peaks[1:])]
-            outcomes[seed] = None if None in steps else steps[0] if len(set(steps)) == 1 \
+            outcomes[seed] = None if None in steps else "accuracies within noise" \
+                if not accuracies_apart(rms) else steps[0] if len(set(steps)) == 1 \
                 else "not monotone"
             measured.append(f"seed {seed}: " + ", ".join(
-                f"{n} pairs (accuracy {s['reward_models'][n]['accuracy']:.3f}) {g:.3f}"
-                for n, g in zip(order, peaks)) + f" (delta {delta:.3f})")
-        claims.append({"claim": "RM quality directly caps the alignment ceiling: the gold's peak "
-                                f"rises with the reward model's accuracy ({'best-of-N' if kind == 'bon' else 'PPO'})",
+                f"{n} pairs (accuracy {rm['accuracy']:.3f}) {g:.3f}"
+                for n, rm, g in zip(order, rms, peaks)) + f" (delta {delta:.3f})")
+        claims.append({"claim": "RM quality directly caps the alignment ceiling: the gold's "
+                                "peak rises with the reward model's accuracy (" +
+                                ("best-of-N" if kind == "bon" else "PPO") + ")",
                        "measured": "; ".join(measured), "verdict": judge_seeds(outcomes)})
     outcomes, measured = {}, []
     for seed, s in results["seeds"].items():
         per_rm = []
         for n in RM_PROMPTS:
             pts = ppo_points(s, n, "0")
-            if not pts or pts[-1]["proxy"] is None:
+            if len(pts) < 4:
                 per_rm.append(None)
                 continue
-            top, last = peak(pts), pts[-1]
-            gold_fell = outcome(top["gold"] - last["gold"], max(0.02, noise_delta(s, n_prompts)))
-            proxy_rose = outcome(last["proxy"] - top["proxy"],
-                                 2 * math.sqrt(2) * s["reward_models"][n]["proxy_std"] /
-                                 math.sqrt(n_prompts))
-            per_rm.append("beyond" if gold_fell == proxy_rose == "beyond" else
-                          "within" if "beyond" not in (gold_fell, proxy_rose) else "partly")
+            top, end = peak_of(pts), {k: mean(p[k] for p in pts[-3:]) for k in ("gold", "proxy")}
+            gold_fell = outcome(top["gold"] - end["gold"], max(0.02, noise_delta(s, n_prompts)))
+            rm_delta = noise_delta({"answer_std": s["reward_models"][n]["proxy_std"]}, n_prompts)
+            score_rose = outcome(end["proxy"] - top["proxy"], rm_delta)
+            both = {gold_fell, score_rose}
+            per_rm.append("beyond" if both == {"beyond"} else
+                          "reversed" if "reversed" in both else "within")
             measured.append(f"seed {seed}, {n} pairs: gold {top['gold']:.3f} at step "
-                            f"{top['step']} -> {last['gold']:.3f}, score {top['proxy']:.3f} -> "
-                            f"{last['proxy']:.3f}")
+                            f"{top['step']} -> {end['gold']:.3f} (last 3 points), PPO's score "
+                            f"{top['proxy']:.3f} -> {end['proxy']:.3f}")
         outcomes[seed] = None if None in per_rm else per_rm[0] if len(set(per_rm)) == 1 \
             else "on some reward models"
     claims.append({"claim": "and it's easy to exploit: PPO without a leash, past the gold's "
-                            "peak, raises the reward model's score while the gold falls",
+                            "peak, raises the score it maximises while the gold falls",
                    "measured": "; ".join(measured), "verdict": judge_seeds(outcomes)})
     return claims
 
 
 # ------------------------------------------------------------------ the page and the picture
 
+def ceiling_gain_share(s: dict, gold: float, kl: float) -> float:
+    """The run's gold gain over the SFT model as a share of the ceiling's gain at its KL;
+    NaN past the ceiling's reach (the KL the 64 answers a prompt can show, about log 64)."""
+    pts = sorted((p["kl"], p["reward"]) for p in s["ceiling"])
+    if kl > pts[-1][0]:
+        return math.nan
+    top = float(np.interp(max(kl, 0.0), [k for k, _ in pts], [r for _, r in pts]))
+    return (gold - s["sft_gold"]) / (top - s["sft_gold"]) if top > s["sft_gold"] else math.nan
+
+
 def report(results: dict) -> str:
     seeds = results["seeds"]
     rows = []
     for n in RM_PROMPTS:
-        acc = [s["reward_models"][n]["accuracy"] for s in seeds.values()]
-        bon = [peak(s["reward_models"][n]["best_of"]) for s in seeds.values()]
-        ppo = [peak([p for k in KL_COEFS for p in ppo_points(s, n, k)]) for s in seeds.values()]
-        share = [p["gold"] / ceiling_at(s, p["kl"]) for p, s in zip(ppo, seeds.values()) if p]
-        rows.append([n, ms(acc), ms([b["gold"] for b in bon]), ms([b["n"] for b in bon], ".0f"),
+        have = [s for s in seeds.values() if s["reward_models"][n] is not None]
+        rms = [s["reward_models"][n] for s in have]
+        bon = [best_of_peak(rm) for rm in rms]
+        ppo = [peak_of([p for k in KL_COEFS for p in ppo_points(s, n, k)]) for s in have]
+        rows.append([n, ms([rm["accuracy"] for rm in rms]), ms([rm["pairs"] for rm in rms], ".0f"),
+                     ms([b["gold"] for b in bon]), ms([b["n"] for b in bon], ".0f"),
+                     ms([ceiling_gain_share(s, b["gold"], b["kl"]) for s, b in zip(have, bon)],
+                        ".0%"),
                      ms([p.get("gold", math.nan) for p in ppo]),
                      ms([math.sqrt(max(p.get("kl", math.nan), 0.0)) for p in ppo], ".2f"),
-                     ms(share, ".0%")])
-    fit_rows = [[n, kind, f"{f['alpha']:.3f}", f"{f['beta']:.3f}" + (" (no peak)" if f["beta"] <= 0
-                                                                    else ""), f"{f['rms']:.3f}",
-                 f["points"]] for n, by in results["fits"].items() for kind, f in by.items()]
+                     ms([ceiling_gain_share(s, p["gold"], p["kl"]) for s, p in zip(have, ppo)
+                         if p], ".0%")])
+    fit_rows = [[n, kind, f"{f['alpha']:.3f}", f"{f['beta']:.3f}", f"{f['rms']:.3f}",
+                 f["points"], "no peak (beta <= 0)" if not math.isfinite(f["peak_d"]) else
+                 f"{f['peak_d']:.2f}" + ("" if f["in_range"] else " (past the data)")]
+                for n, by in results["fits"].items() for kind, f in by.items()]
+    first = next(iter(seeds.values()))
     gold_bon = [[b["n"], ms([s["best_of_gold"][i]["gold"] for s in seeds.values()]),
                  ms([s["best_of_gold"][i]["kl"] for s in seeds.values()], ".2f")]
-                for i, b in enumerate(next(iter(seeds.values()))["best_of_gold"])]
+                for i, b in enumerate(first["best_of_gold"])]
     return "\n\n".join([
         f"# Reward over-optimisation (seeds {', '.join(seeds)}; n = {len(seeds)})",
         *(["**A --smoke report: tiny models, seconds-long runs; the numbers mean nothing.**"]
@@ -258,28 +358,27 @@ def report(results: dict) -> str:
         f"{results['date']}, {results['seconds']:.0f} s wall, {results['machine']}." +
         (f" Failed: {', '.join(results['failed'])}." if results["failed"] else ""),
         "## Reward models and the gold each lets a policy reach",
-        "Accuracy on held-out SFT answer pairs labelled by the true reward; the gold's peak "
-        "(the true reward, read from the data) under best-of-N ranked by the reward model "
-        "(exact, and at which N) and along PPO's paths (kl_coef 0 and 0.01), where its d = "
-        "sqrt(KL), and that peak as a share of the ceiling pi*'s reward at the same KL.",
-        md_table(["pairs the RM learned from", "held-out accuracy", "best-of-N gold peak",
-                  "at N", "PPO gold peak", "at d", "of the ceiling there"], rows),
+        "Held-out accuracy: on SFT answer pairs whose true rewards differ. The gold's peak "
+        "(the true reward, read from the data): under best-of-N ranked by the reward model "
+        "(exact over the 64 stored answers a prompt), and along PPO's paths (kl_coef 0 and "
+        "0.01; 3-point means, one answer a prompt), with d = sqrt(KL) there; each as a "
+        "share of the ceiling pi*'s gain over the SFT model at the same KL (empty past the "
+        "ceiling's reach, about log 64 nats).",
+        md_table(["RM pairs", "held-out accuracy", "pairs judged", "best-of-N gold peak",
+                  "at N", "of the ceiling's gain", "PPO gold peak", "at d",
+                  "of the ceiling's gain"], rows),
         "## Best-of-N by the true reward itself (the gold ranking its own samples)",
         md_table(["N", "gold", "KL"], gold_bon),
         "## Gao et al.'s forms, fitted",
-        "On the gold's gain over the SFT model against d = sqrt(KL), every seed's points "
-        "together: best-of-N d (alpha - beta d), PPO d (alpha - beta log d); rms: the fit's "
-        "residual. A beta of 0 or less has no peak in range.",
-        md_table(["RM pairs", "form", "alpha", "beta", "rms", "points"], fit_rows),
+        "On the gold's gain over the SFT model (PPO: over its path's start) against d = "
+        "sqrt(KL), every seed's points together: best-of-N d (alpha - beta d), PPO d (alpha - "
+        "beta log d); rms: the fit's residual; the fit's own peak d*, which the gold's bound "
+        "can put where the data never go.",
+        md_table(["RM pairs", "form", "alpha", "beta", "rms", "points", "fit's peak d*"],
+                 fit_rows),
         "## The article's claims",
         md_table(["claim", "measured", "verdict"],
                  [[c["claim"], c["measured"], c["verdict"]] for c in results["claims"]])])
-
-
-def ceiling_at(s: dict, kl: float) -> float:
-    """The ceiling's reward at a KL, interpolated on the seed's curve (its betas)."""
-    pts = sorted((p["kl"], p["reward"]) for p in s["ceiling"])
-    return float(np.interp(max(kl, 0.0), [k for k, _ in pts], [r for _, r in pts]))
 
 
 def plot(results: dict, paths: list[Path]) -> None:
@@ -291,31 +390,31 @@ def plot(results: dict, paths: list[Path]) -> None:
     colors = dict(zip(RM_PROMPTS, ("tab:red", "tab:orange", "tab:green")))
     for ax, kind in zip(axes, ("best-of-N, ranked by the reward model (exact)",
                                "PPO on the reward model, kl_coef 0 (mean over seeds by step)")):
-        curve = seeds[0]["ceiling"]
-        ax.plot([math.sqrt(p["kl"]) for p in curve],
+        n_pts = len(seeds[0]["ceiling"])
+        ax.plot([mean(math.sqrt(s["ceiling"][i]["kl"]) for s in seeds) for i in range(n_pts)],
                 [mean(s["ceiling"][i]["reward"] - s["sft_gold"] for s in seeds)
-                 for i in range(len(curve))], "k-", lw=2, label="the ceiling pi* (true reward)")
+                 for i in range(n_pts)], "k-", lw=2, label="the ceiling pi* (true reward)")
         proxy_ax = ax.twinx()
         for n in RM_PROMPTS:
+            have = [s for s in seeds if s["reward_models"][n] is not None]
             if kind.startswith("best"):
-                pts = [[p for p in s["reward_models"][n]["best_of"]] for s in seeds]
-            else:                                   # from the SFT model's point: 0, 0
-                pts = [[{"kl": 0.0, "gold": s["sft_gold"],
-                         "proxy": s["reward_models"][n]["sft_proxy"]}, *ppo_points(s, n, "0")]
-                       for s in seeds]
+                pts = [[{**b, "base": s["sft_gold"], "pbase": s["reward_models"][n]["sft_proxy"]}
+                        for b in s["reward_models"][n]["best_of"]] for s in have]
+            else:
+                pts = [[{**p, "base": path[0]["gold"], "pbase": path[0]["proxy"]} for p in path]
+                       for path in (ppo_points(s, n, "0") for s in have) if path]
             if not pts:
                 continue
             length = min(map(len, pts))
             d = [mean(math.sqrt(max(p[i]["kl"], 0.0)) for p in pts) for i in range(length)]
-            g = [mean(p[i]["gold"] - s["sft_gold"] for p, s in zip(pts, seeds)) for i in range(length)]
-            x = [mean((p[i]["proxy"] or 0.0) - s["reward_models"][n]["sft_proxy"]
-                      for p, s in zip(pts, seeds)) for i in range(length)]
-            acc = mean(s["reward_models"][n]["accuracy"] for s in seeds)
+            g = [mean(p[i]["gold"] - p[i]["base"] for p in pts) for i in range(length)]
+            x = [mean(p[i]["proxy"] - p[i]["pbase"] for p in pts) for i in range(length)]
+            acc = mean(s["reward_models"][n]["accuracy"] for s in have)
             ax.plot(d, g, "-o", ms=3, color=colors[n], label=f"gold, RM on {n} pairs (acc. {acc:.2f})")
             proxy_ax.plot(d, x, "--", color=colors[n], alpha=0.7)
         ax.set_title(kind, fontsize=9)
         ax.set_xlabel("d = sqrt(KL to the SFT model)")
-        proxy_ax.set_ylabel("the reward model's score, gain (dashed)", fontsize=8)
+        proxy_ax.set_ylabel("the score ranked or maximised, gain (dashed)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gold (true reward) gain over the SFT model (solid)")
     axes[0].legend(fontsize=7, loc="lower right")

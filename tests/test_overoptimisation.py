@@ -33,3 +33,37 @@ def test_smoke_run_measures_every_reward_model_and_redraws_from_its_json(tmp_pat
     table = capsys.readouterr().out
     assert "| peak: true reward |" in table and "| end: RM score |" in table
     assert json.loads((tmp_path / "overoptimisation.json").read_text())["smoke"] is True
+
+
+def synthetic(peaks_bon, peaks_ppo, accuracies=(0.60, 0.70, 0.80), exploited=True):
+    """One seed's results with three reward models: best-of-N peaks, PPO (kl_coef 0) paths
+    that rise to a peak and (exploited) fall while the score climbs."""
+    def path(top):
+        gold = [0.6, top - 0.05, top, top - 0.05] + ([0.3, 0.2, 0.1] if exploited else [top] * 3)
+        return [{"step": 25 * (i + 1), "kl": 0.5 * (i + 1), "reward": g, "rm_score": 0.2 * i,
+                 "unfinished": 0.0} for i, g in enumerate(gold[1:])]
+    rms = {n: {"accuracy": a, "pairs": 2000, "sft_proxy": 0.0, "proxy_std": 0.3,
+               "best_of": [{"n": 1, "gold": 0.6, "kl": 0.0, "proxy": 0.0},
+                           {"n": 8, "gold": b, "kl": 1.2, "proxy": 1.0}],
+               "peak_draws": [b + 0.001 * (i % 3) for i in range(20)],
+               "start": {"reward": 0.6, "kl": 0.0, "rm_score": 0.0, "unfinished": 0.0},
+               "ppo": {"0": path(p)}}
+           for n, a, b, p in zip(oo.RM_PROMPTS, accuracies, peaks_bon, peaks_ppo)}
+    seed = {"sft_gold": 0.6, "answer_std": 0.3, "reward_models": rms,
+            "ceiling": [{"kl": 0.0, "reward": 0.6}, {"kl": 3.0, "reward": 1.0}]}
+    return {"prompts": 256, "seeds": {"0": seed}}
+
+
+def test_the_claims_hold_fail_and_stay_unsettled_by_their_rules():
+    caps_bon, caps_ppo, exploit = (c["verdict"] for c in oo.judge(synthetic(
+        (0.80, 0.90, 0.97), (0.75, 0.85, 0.95))))
+    assert caps_bon == caps_ppo == exploit == "holds (1 of 1 seeds)"
+    flat = oo.judge(synthetic((0.90, 0.905, 0.91), (0.85, 0.85, 0.85), exploited=False))
+    assert [c["verdict"] for c in flat] == ["does not hold: no difference that matters "
+                                            "(1 of 1 seeds)"] * 3
+    # a peak that falls then rises is not monotone; accuracies 0.005 apart on 2000 pairs are
+    # within their noise, whatever the peaks do
+    assert oo.judge(synthetic((0.80, 0.95, 0.85), (0.75, 0.85, 0.95)))[0]["verdict"] == \
+        "not settled (seed 0: not monotone)"
+    close = synthetic((0.80, 0.90, 0.97), (0.75, 0.85, 0.95), accuracies=(0.70, 0.705, 0.71))
+    assert oo.judge(close)[0]["verdict"] == "not settled (seed 0: accuracies within noise)"
