@@ -88,7 +88,10 @@ def kept_answers(model, prompts: list[str], *, num_samples: int, seed: int,
     key = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:10]
     path = beside.with_name(f"{beside.stem}_answers_k{num_samples}_s{seed}_{key}.jsonl")
     if path.exists() and path.stat().st_mtime > beside.stat().st_mtime:
+        print(f"the answers to the pairs' prompts: read from {path}", flush=True)
         return [a for line in path.read_text().splitlines() for a in json.loads(line)["answers"]]
+    print(f"sampling {num_samples} answers to each of {len(prompts)} prompts from {beside} "
+          f"(kept in {path.name} for every later run from it) ...", flush=True)
     texts = generate(model, prompts, num_samples=num_samples, seed=seed)[0]
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")        # whole, or not at all
     write_jsonl(tmp, [{"prompt": p, "answers": texts[i * num_samples:(i + 1) * num_samples]}
@@ -141,6 +144,8 @@ def against_reference(policy, reference, prompts, *, seed: int, samples_path):
     """The evaluation of an aligned policy beside its reference (the SFT model): (before,
     after, (reference's sampled tokens, policy's)), the metrics of each, and in after the
     policy's win rate against the reference's answers and its KL to the reference."""
+    print(f"evaluating the policy and the SFT model on {len(prompts)} held-out prompts ...",
+          flush=True)
     before, ref_samples, ref_tokens = evaluate(reference, prompts, seed=seed)
     after, samples, tokens = evaluate(policy, prompts, seed=seed)
     after["win_rate_vs_sft"] = win_rate(prompts, samples, ref_samples)

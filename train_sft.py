@@ -211,6 +211,7 @@ def main(cfg: SFTConfig) -> dict:
     train_seconds = time.time() - t0
     if not is_main():
         return {}
+    print(f"evaluating the SFT model on {cfg.eval_prompts} held-out prompts ...", flush=True)
     metrics, _, _ = evaluate(model, eval_prompts(cfg.eval_prompts, digits=cfg.digits),
                              seed=cfg.seed, samples_path=Path(cfg.out_dir) / "sft_samples.jsonl")
     # SFT started from OUT_DIR/pretrain.pt, whose metrics file lies beside it, unless --init_from
