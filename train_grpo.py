@@ -202,7 +202,8 @@ def policy_loss(cfg, logps, old_logps, ref_logps, advantages, mask, loss_fn=None
     return (loss_fn or grpo_loss)(
         logps, old_logps, ref_logps if cfg.kl_in == "loss" else None, advantages, mask,
         epsilon=cfg.epsilon, beta=cfg.beta, loss_type=cfg.loss_type,
-        max_completion_length=cfg.max_new_tokens, kl_estimator=cfg.kl_estimator)
+        max_completion_length=cfg.max_new_tokens,
+        kl_estimator=cfg.kl_estimator or "k3")          # (unused without a KL term in the loss)
 
 
 def train(cfg, policy, ref_model, device, loss_fn=None):

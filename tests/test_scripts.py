@@ -27,7 +27,10 @@ def test_sft_smoke_writes_everything(sft_dir):
                 "persona/rude"]:
         assert key in ev
     rows = [json.loads(l) for l in (out / "sft_samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 16 and set(rows[0]) == {"prompt", "response", "reward"}
+    assert len(rows) == 16 and set(rows[0]) == {"prompt", "response", "reward", "correct",
+                                                "length", "finished"}
+    assert sum(r["reward"] for r in rows) / 16 == pytest.approx(ev["reward_mean"])
+    assert sum(r["length"] for r in rows) / 16 == pytest.approx(ev["mean_length"])
     lines = [json.loads(l) for l in (out / "pretrain_metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["loss"] < lines[0]["loss"]
     probed = [r["step"] + 1 for r in lines if "heldout/all" in r]      # --jump_every 10 of 20
