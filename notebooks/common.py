@@ -26,7 +26,7 @@ OUT = Path(os.environ.get("NOTEBOOK_OUT", ROOT / "out"))
 
 
 def sft_checkpoint() -> Path:
-    """OUT/sft.pt, trained first when it is missing (about 4 minutes on a 2-core CPU)."""
+    """OUT/sft.pt, trained first when it is missing (about 6 minutes on a 2-core CPU)."""
     path = OUT / "sft.pt"
     if not path.exists():
         train_sft(SFTConfig(out_dir=str(OUT), smoke=SMALL))
