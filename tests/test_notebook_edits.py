@@ -102,3 +102,14 @@ def test_05_no_value_clipping_shows_in_the_check_and_in_its_clip_fraction():
     assert difference(printed, "ppo_loss") > 0
     args = [torch.randn(4, 6) for _ in range(6)]
     assert ns["ppo_loss"](*args, torch.ones(4, 6))[1]["val/clipfrac_avg"].item() == 0.0
+
+
+def test_04_loss_aversion_prints_its_ratio_and_warns(capsys):
+    from data.pairs import kto_weights
+    text = things_to_try("04_kto_orpo")
+    assert "`undesirable_weight=2.0` (and `desirable_weight=1.0`)" in text
+    assert "prints the new $w_D n_D / (w_U n_U)$ and warns" in text
+    kto_weights([True] * 30 + [False] * 70, 1.0, 2.0)        # the edit, on any mix of labels
+    printed = capsys.readouterr().out
+    assert "w_D n_D / (w_U n_U) = 0.21" in printed and "warning: w_D n_D / (w_U n_U) is " \
+        "outside [1, 4/3]" in printed
