@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from data.batching import (MAX_NEW_TOKENS, chat_batch, decode_completion, encode_rows, end_id,
-                           in_batches, prompt_ids, rollout_batch, write_jsonl)
+                           ended, in_batches, prompt_ids, rollout_batch, write_jsonl)
 from data.pairs import pairs_from_samples
 from data.tokenizer import get_tokenizer
 from data.world import PERSONA_MIX, classify_persona, is_correct, parse_prompt, reward
@@ -103,8 +103,8 @@ def kept_answers(model, prompts: list[str], *, num_samples: int, seed: int,
 # ------------------------------------------------------------------ what every script reports
 
 def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
-    """(metrics, sampled responses, their token ids): the shared metrics (see the module
-    docstring), and one sample per prompt, in prompt order."""
+    """(metrics, rows, token ids): the shared metrics (see the module docstring), and one
+    sample per prompt, in prompt order: its row (sample_rows) and its token ids."""
     t0 = time.time()
     sampled, sampled_tokens = generate(model, prompts, temperature=1.0, seed=seed)
     greedy, _ = generate(model, prompts, temperature=0.0)
@@ -123,13 +123,13 @@ def evaluate(model, prompts: list[str], *, seed=0, samples_path=None):
     if samples_path is not None:
         write_jsonl(samples_path, rows)
     metrics["eval_seconds"] = time.time() - t0
-    return metrics, sampled, sampled_tokens
+    return metrics, rows, sampled_tokens
 
 
 def sample_rows(prompts, texts, token_rows) -> list[dict]:
     """One row per sampled answer: what evaluate's means are means of."""
     return [{"prompt": p, "response": r, "reward": reward(p, r), "correct": is_correct(p, r),
-             "length": len(t), "finished": bool(t) and t[-1] == end_id()}
+             "length": len(t), "finished": ended(t)}
             for p, r, t in zip(prompts, texts, token_rows)]
 
 
@@ -146,21 +146,20 @@ def against_reference(policy, reference, prompts, *, seed: int, samples_path):
     policy's win rate against the reference's answers and its KL to the reference."""
     print(f"evaluating the policy and the SFT model on {len(prompts)} held-out prompts ...",
           flush=True)
-    before, ref_samples, ref_tokens = evaluate(reference, prompts, seed=seed)
-    after, samples, tokens = evaluate(policy, prompts, seed=seed)
-    after["win_rate_vs_sft"] = win_rate(prompts, samples, ref_samples)
+    before, ref_rows, ref_tokens = evaluate(reference, prompts, seed=seed)
+    after, rows, tokens = evaluate(policy, prompts, seed=seed)
+    after["win_rate_vs_sft"] = win_rate(rows, ref_rows)
     kl = kl_per_answer(policy, reference, prompts, tokens)                    # (n,)
     after["kl_to_ref"] = kl.mean().item()
-    write_jsonl(samples_path, [{**row, "kl": k} for row, k in
-                               zip(sample_rows(prompts, samples, tokens), kl.tolist())])
+    write_jsonl(samples_path, [{**row, "kl": k} for row, k in zip(rows, kl.tolist())])
     return before, after, (ref_tokens, tokens)
 
 
-def win_rate(prompts, responses, baseline_responses) -> float:
-    """Share of prompts where the response out-scores the baseline's; ties count half."""
-    wins = [0.5 if a == b else float(a > b) for a, b in
-            ((reward(p, r), reward(p, s))
-             for p, r, s in zip(prompts, responses, baseline_responses))]
+def win_rate(rows, baseline_rows) -> float:
+    """Share of prompts where the answer's true reward beats the baseline's answer's (rows of
+    sample_rows, one per prompt, in the same order); ties count half."""
+    wins = [0.5 if a["reward"] == b["reward"] else float(a["reward"] > b["reward"])
+            for a, b in zip(rows, baseline_rows)]
     return sum(wins) / len(wins)
 
 
@@ -196,7 +195,7 @@ def path_point(policy, reference, prompts, *, seed: int, scorer=None) -> dict:
     if scorer is not None:
         point["rm_score"] = scores_of_answers(scorer, [prompt_ids(p) for p in prompts],
                                               tokens).mean().item()
-        point["unfinished"] = sum(not (t and t[-1] == end_id()) for t in tokens) / len(tokens)
+        point["unfinished"] = sum(not ended(t) for t in tokens) / len(tokens)
     return {**point, "seconds": time.time() - t0}
 
 

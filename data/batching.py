@@ -86,6 +86,11 @@ def end_id() -> int:
     return get_tokenizer().encode_single_token(END)
 
 
+def ended(row: list[int]) -> bool:
+    """Whether a sampled answer (its token ids) reached the end token, not the length limit."""
+    return bool(row) and row[-1] == end_id()
+
+
 def decode_completion(tokens: list[int]) -> str:
     """Text of a sampled completion, stopping at the first end token."""
     eid = end_id()
@@ -133,7 +138,7 @@ def rollout_batch(prompts: list[str], tokens: torch.Tensor, sampled: torch.Tenso
     rows = [[t for t, keep in zip(r, m) if keep] for r, m in zip(tokens.tolist(), sampled.tolist())]
     row_prompt_ids = [prompt_ids(p) for p in prompts for _ in range(G)]
     inputs, targets, mask = chat_batch(row_prompt_ids, rows, device)
-    finished = [float(bool(r) and r[-1] == end_id()) for r in rows]
+    finished = [float(ended(r)) for r in rows]
     return dict(prompt_ids=row_prompt_ids, rows=rows, prompts=[p for p in prompts for _ in range(G)],
                 texts=[decode_completion(r) for r in rows], inputs=inputs, targets=targets,
                 mask=mask, finished=torch.tensor(finished),

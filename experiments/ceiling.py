@@ -78,17 +78,9 @@ def bootstrap(rewards: np.ndarray, betas=BETAS, draws: int = 200, seed: int = 0)
 
 def best_of(rewards: np.ndarray, n: int) -> tuple[float, float]:
     """(mean reward, mean KL) of best-of-n from the prompts' samples, ties broken at random:
-    exact for the empirical distribution of the values (rewards: (prompts, M))."""
-    total_reward = total_kl = 0.0
-    for row in rewards:
-        values, counts = np.unique(row, return_counts=True)             # increasing values
-        p = counts / counts.sum()
-        F = np.cumsum(p)
-        q = F ** n - np.concatenate([[0.0], F[:-1]]) ** n               # P(the best is v_j)
-        kept = q > 0
-        total_reward += float((q * values).sum())
-        total_kl += float((q[kept] * np.log(q[kept] / p[kept])).sum())
-    return total_reward / len(rewards), total_kl / len(rewards)
+    exact for the empirical distribution of the values (rewards: (prompts, M)); best_of_by
+    with the reward ranking its own samples."""
+    return best_of_by(rewards, rewards, n)
 
 
 def best_of_by(proxy: np.ndarray, gold: np.ndarray, n: int, per_prompt: bool = False):

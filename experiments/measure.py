@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.batching import end_id, prompt_ids
+from data.batching import ended, prompt_ids
 from data.world import eval_prompts, is_correct, reward
 from evaluation import generate, kl_to_reference, scores_of_answers
 from experiments import ceiling
@@ -50,7 +50,7 @@ def best_of_n(rewards) -> dict[str, dict]:
 def unfinished(tokens, samples: int) -> np.ndarray:
     """1.0 for each answer that never reached its end token, (prompts, samples): PPO takes
     --missing_eos_penalty off its score."""
-    return np.array([float(not (t and t[-1] == end_id())) for t in tokens]).reshape(-1, samples)
+    return np.array([float(not ended(t)) for t in tokens]).reshape(-1, samples)
 
 
 @torch.no_grad()
@@ -60,6 +60,12 @@ def rm_scores(rm, prompts, tokens, samples: int) -> np.ndarray:
     return scores_of_answers(rm, rows, tokens).cpu().numpy().reshape(-1, samples)
 
 
+def eos_penalty(m, unfinished):
+    """What PPO takes off the score of an answer that never ends (--missing_eos_penalty) times
+    `unfinished` (1.0 for such an answer, or a share of them); 0 for the other methods."""
+    return PPOConfig.missing_eos_penalty * unfinished if m.script == "train_ppo.py" else 0.0
+
+
 def objective(m, value: str, rewards, rm, eos):
     """(scores (prompts, M), beta) of the objective E[s] - beta KL(pi || pi_ref) whose optimum
     method m is promised at knob `value`, by its Method.promise, or None: "labels", the paper's
@@ -67,7 +73,7 @@ def objective(m, value: str, rewards, rm, eos):
     exp(r / (T beta))); "reward model", PPO's, s = the RM's score at kl_coef; "true reward",
     s = r at beta. PPO's s loses its missing-EOS penalty on the answers that never end (eos:
     1.0 for those). rm: the reward model's scores, or None without one."""
-    penalty = PPOConfig.missing_eos_penalty * eos if m.script == "train_ppo.py" else 0.0
+    penalty = eos_penalty(m, eos)
     if m.promise == "labels":
         return rewards, float(m.flags["label_temperature"]) * float(value)
     if m.promise == "reward model" and rm is not None:
@@ -93,10 +99,8 @@ def run_score(m, run) -> float:
     """The mean score s of a run's answers, in its objective's units (objective()): its true
     reward, or for PPO the RM's score or the true reward, less the missing-EOS penalty times
     the share of its answers that never ended."""
-    penalty = PPOConfig.missing_eos_penalty * run.get("unfinished") \
-        if m.script == "train_ppo.py" else 0.0
     return (run.get("rm_score") if m.promise == "reward model" else run.get("reward_mean")) \
-        - penalty
+        - eos_penalty(m, run.get("unfinished"))
 
 
 def distances(results: Results, seed: str, rewards, rm=None, eos=None) -> dict:
@@ -177,10 +181,8 @@ def paired_noise(results: Results, out: Path, seed: str, prompts, rewards, rm, e
                 if target is None or m.promise == "reward model":      # no RM score per answer
                     x = np.full(draws, math.nan)
                 else:
-                    penalty = PPOConfig.missing_eos_penalty * (1 - cols["finished"]) \
-                        if m.script == "train_ppo.py" else 0.0
-                    per_prompt = ceiling.values(*target) - (cols["reward"] - penalty -
-                                                            target[1] * cols["kl"])
+                    score = cols["reward"] - eos_penalty(m, 1 - cols["finished"])
+                    per_prompt = ceiling.values(*target) - (score - target[1] * cols["kl"])
                     x = per_prompt[idx].mean(1)
             diff += sign * x
         noise[c.name] = float(diff.std(ddof=1))

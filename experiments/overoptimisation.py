@@ -174,12 +174,13 @@ def ppo_points(per_seed: dict, n: str, k: str) -> list[dict]:
     """A PPO run's path as points, its start (the SFT model's point) first: {step, kl,
     gold, proxy: the score PPO maximises, the reward model's less the missing-EOS penalty
     on the answers that never end, raw: the reward model's own score, unfinished}."""
-    from train_ppo import PPOConfig
+    from experiments.measure import eos_penalty
+    from experiments.methods import METHODS
     rm = per_seed["reward_models"][n]
     if rm is None or k not in rm["ppo"] or not rm["ppo"][k]:
         return []
     return [{"step": p.get("step", 0), "kl": p["kl"], "gold": p["reward"],
-             "proxy": p["rm_score"] - PPOConfig.missing_eos_penalty * p["unfinished"],
+             "proxy": p["rm_score"] - eos_penalty(METHODS["ppo"], p["unfinished"]),
              "raw": p["rm_score"], "unfinished": p["unfinished"]}
             for p in [rm["start"], *rm["ppo"][k]]]
 
