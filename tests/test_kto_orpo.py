@@ -1,14 +1,11 @@
 """KTO's rows (unpaired files, paired files split, imbalance, class weights) and smoke runs
 of --loss kto and --loss orpo."""
 import json
-import shutil
 
 import pytest
 
-import train_dpo
 from data import pairs
 from data.batching import DataError
-from plumbing.flags import parse_config
 
 
 def write(path, rows):
@@ -51,31 +48,22 @@ def test_class_weights_balance_by_default_and_warn_outside_the_papers_range(caps
     assert "outside [1, 4/3]" in capsys.readouterr().out
 
 
-def smoke(sft_dir, tmp_path, *flags):
-    for name in ("pretrain.pt", "sft.pt"):
-        shutil.copy(sft_dir[0] / name, tmp_path / name)
-    cfg = parse_config(train_dpo.DPOConfig, "", ["--smoke", "--out_dir", str(tmp_path), *flags])
-    metrics = train_dpo.main(cfg)
-    log = [json.loads(l) for l in (tmp_path / f"{cfg.loss}_metrics.jsonl").read_text().splitlines()]
-    return metrics, log
-
-
-def test_kto_smoke_starts_at_half_and_moves_the_rewards_apart(sft_dir, tmp_path):
-    metrics, log = smoke(sft_dir, tmp_path, "--loss", "kto", "--max_steps", "20",
-                         "--learning_rate", "3e-3")
+def test_kto_smoke_starts_at_half_and_moves_the_rewards_apart(dpo_smoke):
+    metrics, log, out = dpo_smoke("kto", "--loss", "kto", "--max_steps", "20",
+                                  "--learning_rate", "3e-3")
     kto_part = log[0]["loss"] - log[0]["nll_loss"]       # loss = kto + rpo_alpha (1) x nll
     assert kto_part == pytest.approx(0.5)                # 1 - sigmoid(0) at policy == reference
     assert log[0]["kl"] == 0.0
     assert log[-1]["rewards/chosen"] > log[-1]["rewards/rejected"]
     for key in ["kl", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected"]:
         assert key in log[-1]
-    assert (tmp_path / "kto.pt").is_file() and "win_rate_vs_sft" in metrics
+    assert (out / "kto.pt").is_file() and "win_rate_vs_sft" in metrics
 
 
-def test_orpo_smoke_starts_from_pretraining_and_lowers_its_loss(sft_dir, tmp_path, capsys):
-    metrics, log = smoke(sft_dir, tmp_path, "--loss", "orpo", "--max_steps", "20")
-    assert f"the policy starts from {tmp_path / 'pretrain.pt'}" in capsys.readouterr().out
-    assert (tmp_path / "orpo.pt").is_file()
+def test_orpo_smoke_starts_from_pretraining_and_lowers_its_loss(dpo_smoke, capsys):
+    metrics, log, out = dpo_smoke("orpo", "--loss", "orpo", "--max_steps", "20")
+    assert f"the policy starts from {out / 'pretrain.pt'}" in capsys.readouterr().out
+    assert (out / "orpo.pt").is_file()
     assert log[-1]["loss"] < log[0]["loss"]
     for key in ["nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen"]:
         assert key in log[-1]

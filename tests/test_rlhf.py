@@ -69,17 +69,6 @@ def test_a_score_model_starts_from_the_gpt_and_round_trips_its_checkpoint(tmp_pa
         load_checkpoint(tmp_path / "rm.pt")                          # not a language model
 
 
-@pytest.fixture(scope="module")
-def rm_dir(sft_dir, tmp_path_factory):
-    """A smoke reward model beside a copy of the smoke SFT checkpoint."""
-    out = tmp_path_factory.mktemp("rlhf")
-    shutil.copy(sft_dir[0] / "sft.pt", out / "sft.pt")
-    train_rm.main(parse_config(train_rm.RMConfig, "", ["--smoke", "--out_dir", str(out),
-                                                      "--max_steps", "40",
-                                                      "--learning_rate", "1e-3"]))
-    return out
-
-
 def test_rm_smoke_learns_its_pairs_and_writes_everything(rm_dir):
     log = [json.loads(l) for l in (rm_dir / "rm_metrics.jsonl").read_text().splitlines()]
     assert {"loss", "accuracy", "margin"} <= set(log[0])
