@@ -11,15 +11,19 @@ Every claim is judged seed by seed, and a verdict is one of four, by one rule (j
 "holds (n of n seeds)" when it holds on every seed; "does not hold: no difference that
 matters" or "does not hold: reversed" when every seed says that; "not settled" otherwise,
 with each seed's outcome. Two kinds of claim:
-- A Comparison, declared as data (COMPARISONS): one metric, two arms that differ in the one
-  thing the claim is about, at matched knob values (or one arm against 0), a form (A above
-  B, A below B, A not below B, A not above B) and delta, the smallest difference that
-  matters. A seed's difference, turned so that the claimed direction is positive, is beyond
-  delta, within it, or reversed beyond it. The delta used is the larger of the declared one
-  and twice the standard error of the paired difference from evaluation noise alone (a
-  bootstrap over the held-out prompts, experiments/measure.py's paired_noise, kept in
-  compare.json's "noise"); "A not below B" (matches or beats) holds where no seed is
-  reversed.
+- A Comparison, declared as data (COMPARISONS): one metric, two arms at knob values fixed
+  before the run (or one arm against 0), a form (A above B, A below B, A not below B, A not
+  above B) and delta, the smallest difference that matters. Where the claim is about one
+  thing (a knob, a term, the data), the arms differ in that thing alone; where it is about
+  two methods, its text names what differs besides. A seed's difference, turned so that the
+  claimed direction is positive, is beyond that seed's delta, reversed beyond it, or within
+  it. A seed's delta is the larger of the declared one and its noise: twice the standard
+  error of its paired difference from evaluation noise alone (a bootstrap over the held-out
+  prompts, experiments/measure.py's paired_noise, kept in compare.json's "noise"), and for
+  a regret also the ceiling's own estimate error (ceiling_check: J* from M answers a prompt
+  against 2M). Where the noise is larger than the declared delta, "within" cannot tell a
+  difference that matters from none: the seed is "within the noise", and the claim is not
+  settled. "A not below B" (matches or beats) holds where every seed is beyond or within.
 - A per-seed threshold (THRESHOLDS, each a function): a number per seed against a bound the
   claim names (a win rate above 0.6, a memory ratio within 15 points of the article's).
 A claim with a number missing on every seed (NaN, or no run) is "not run"; a seed without it
@@ -88,15 +92,19 @@ def judge_seeds(outcomes: dict[str, str | None], form: str = "above") -> str:
         outcomes.items(), key=lambda kv: int(kv[0]))) + ")"
 
 
-def outcome(difference: float, delta: float, metric: str = "") -> str | None:
-    """A seed's difference, positive in the claimed direction, against delta. A regret below
-    -delta is no outcome of the run's: the ceiling's estimate (64 answers a prompt) fell
-    short of a policy, and the seed is named as such."""
+def outcome(difference: float, delta: float, declared: float, regret: bool = False) -> str | None:
+    """A seed's difference, positive in the claimed direction, against the seed's delta:
+    "beyond", "reversed" (beyond, the other way), "within" (a delta the declared one), or
+    "within the noise" (the noise widened delta past the declared one). regret: the
+    difference is minus a run's regret against 0, and a regret below -delta is no outcome of
+    the run's: the ceiling's estimate (64 answers a prompt) fell short of a policy."""
     if not math.isfinite(difference):
         return None
-    if metric == "regret" and difference > delta:             # (the regret's sign is -1)
+    if regret and difference > delta:
         return "regret below -delta: the ceiling's estimate, not the run"
-    return "beyond" if difference > delta else "reversed" if difference < -delta else "within"
+    if abs(difference) > delta:
+        return "beyond" if difference > 0 else "reversed"
+    return "within" if delta <= declared else f"within the noise (delta {delta:.3f})"
 
 
 @dataclass(frozen=True)
@@ -169,32 +177,42 @@ def arms_text(c: Comparison) -> str:
     return one(c.a) + ("" if c.b is None else " against " + one(c.b))
 
 
-def delta_of(res: Results, c: Comparison) -> tuple[float, float]:
-    """(the delta the rule uses, twice the largest standard error of the seeds' paired
-    difference from evaluation noise; NaN where it was not measured)."""
-    se = [x for x in res.noise.get(c.name, {}).values() if math.isfinite(x)]
-    noise = 2 * max(se) if se else math.nan
-    return max(c.delta, noise) if se else c.delta, noise
+def noise_of(res: Results, c: Comparison, seed: str) -> float:
+    """The seed's noise: twice the standard error of its paired difference from evaluation
+    noise, plus for a regret the ceiling's estimate error (NaN where not measured)."""
+    noise = 2 * res.noise.get(c.name, {}).get(seed, math.nan)
+    return noise + res.ceiling_check.get("max_value_change", math.nan) \
+        if c.metric == "regret" else noise
 
 
 def judge_comparison(res: Results, c: Comparison) -> Claim:
     seeds = sorted(res.sft, key=int)
-    delta, noise = delta_of(res, c)
+    noise = {s: noise_of(res, c, s) for s in seeds}
+    delta = {s: max(c.delta, n) if math.isfinite(n) else c.delta for s, n in noise.items()}
     diffs = {s: c.sign * (arm_value(res, c.a, c.metric, s) - arm_value(res, c.b, c.metric, s))
              for s in seeds}
     a = [arm_value(res, c.a, c.metric, s) for s in seeds]
     b = [arm_value(res, c.b, c.metric, s) for s in seeds]
-    word = {"above": "a above b", "below": "a below b", "not below": "a not below b",
-            "not above": "a not above b"}[c.form]
+    b_text = "0" if c.b is None else "b"
+    word = {"above": f"a above {b_text}", "below": f"a below {b_text}",
+            "not below": f"a not below {b_text}", "not above": f"a not above {b_text}"}[c.form]
     measured = (f"{c.metric}{UNITS[c.metric]}: a {ms(a)}" + ("" if c.b is None else
                                                            f", b {ms(b)}") +
                 f"; per seed ({word}, positive as claimed) " +
-                ", ".join(f"{d:+.3f}" for d in diffs.values()) +
-                f"; delta {delta:.3f} (declared {c.delta:g}, 2 SE of the noise " +
-                (f"{noise:.3f})" if math.isfinite(noise) else "not measured)"))
-    return Claim(c.claim, c.source, arms_text(c), measured,
-                 judge_seeds({s: outcome(d, delta, c.metric) for s, d in diffs.items()},
-                             c.form))
+                ", ".join(f"{s}: {d:+.3f}" for s, d in diffs.items()) +
+                f"; delta declared {c.delta:g}, per seed " +
+                ", ".join(f"{delta[s]:.3f}" for s in seeds) +
+                (" (2 SE of the evaluation noise" + (" + the ceiling's estimate error"
+                                                      if c.metric == "regret" else "") + ")"
+                 if any(map(math.isfinite, noise.values())) else " (noise not measured)"))
+    if c.metric == "regret":                 # a KL below 0 is an estimate's error: no regret
+        below = {s: kl for s in seeds if (kl := arm_value(res, c.a, "kl", s)) < 0}
+        measured += "".join(f"; seed {s}: KL {kl:.3f} < 0, not fed to the regret"
+                            for s, kl in below.items())
+        measured += "; reversed: a regret above delta"
+    return Claim(c.claim, c.source, arms_text(c), measured, judge_seeds(
+        {s: outcome(d, delta[s], c.delta, regret=c.metric == "regret" and c.b is None)
+         for s, d in diffs.items()}, c.form))
 
 
 # ------------------------------------------------------------------ the checks
@@ -247,7 +265,8 @@ CHECKS = [loss_starts_at_ln2, models_in_memory, group_size_lowers_variance]
 
 # ------------------------------------------------------------------ the comparisons
 
-REWARD_DELTA = 0.02      # of the true reward (0 to 1): a difference a reader would act on
+REWARD_DELTA = 0.02      # of the true reward (1 right and well formed): a difference a
+                         # reader would act on
 KL_DELTA = 0.2           # nats
 LENGTH_DELTA = 1.0       # tokens
 SFT = ("sft", "")
@@ -268,8 +287,8 @@ COMPARISONS = [
     Comparison("long_teaches_length", "Chosen answers much longer than rejected teach length",
                f"{SECOND} (debugging checklist)", "length", ("dpo_long_judge", ""),
                ("dpo", DV), "above", LENGTH_DELTA),
-    Comparison("simpo_resists_length", "A length-biased labeller teaches SimPO no length that "
-               "matters (where it teaches DPO's: the claim above)",
+    Comparison("simpo_resists_length", "A length-biased labeller does not make SimPO's answers "
+               "longer by a length that matters (where it makes DPO's: the claim above)",
                f"{OWN} (SimPO: Meng et al. 2024)", "length",
                ("simpo_long_judge", ""), ("simpo", "2.0"), "not above", LENGTH_DELTA),
     Comparison("kto_beats_sft", "KTO works from binary labels (no pairs)",
@@ -358,7 +377,8 @@ def small_set_warning_sign(res) -> Claim:
     the loss below 0.1 (the sign's size: the margin, where the loss is below 0.1)."""
     margin, loss = (logged(res, "dpo_small_set", "", "last", k)
                     for k in ("rewards/margins", "dpo_loss"))
-    values = {s: margin[s] if loss.get(s, math.nan) < 0.1 else 0.0 for s in margin}
+    values = {s: math.nan if not math.isfinite(loss.get(s, math.nan)) else
+              margin[s] if loss[s] < 0.1 else 0.0 for s in margin}
     return threshold(res, "Many epochs on a small pair set show the sign: margin > 10, loss "
                      "near 0", SECOND, EXTRAS["dpo_small_set"][-1] + " (about 110 pairs, 150 "
                      "steps of 32: about 40 epochs): the last logged margin, where the DPO "
@@ -388,7 +408,8 @@ def grpo_closes_half(res) -> Claim:
     pass@8 (what 8 samples would have found)."""
     g, p8 = (res.column(GRPO.name, "0.04", k) for k in ("accuracy", "sft_pass@8"))
     s = res.sft_column("accuracy")
-    closed = {k: (g[k] - s[k]) / max(1e-9, p8[k] - s[k]) for k in g if k in s}
+    closed = {k: (g[k] - s[k]) / (p8[k] - s[k]) if p8[k] > s[k] else math.nan   # no gap
+              for k in g if k in s}
     return threshold(res, "GRPO's pass@1 closes over half the gap to the SFT model's pass@8",
                      f"{FIRST} (rule-based rewards); Shao et al. 2024", command(GRPO, "0.04"),
                      closed, lambda v: v > 0.5, ".0%")

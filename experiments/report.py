@@ -399,12 +399,16 @@ def report(res: Results) -> str:
         "## GRPO's leash: where the KL goes, and the std scaling", leash_table(res),
         "## The articles' claims, and this project's own findings",
         "Judged seed by seed by one rule (experiments/claims.py, judge_seeds): each comparison "
-        "is one metric, two arms that differ in one thing, and delta, the smallest difference "
-        "that matters (the declared one, or twice the standard error of the paired difference "
-        "from evaluation noise, a bootstrap over the held-out prompts, if larger). A seed's "
-        "difference is beyond delta in the claimed direction, within it, or reversed; \"holds\" "
-        "needs every seed beyond (for \"not above\" / \"not below\": none reversed), and a "
-        "claim whose seeds disagree is \"not settled\". a is the first run named, b the second.",
+        "is one metric, two arms at knob values fixed before the run (that differ in the one "
+        "thing the claim is about, or, for two methods, in what its text names), and delta, the "
+        "smallest difference that matters: the declared one, or on a seed its noise if larger "
+        "(twice the standard error of the paired difference from evaluation noise, a bootstrap "
+        "over the held-out prompts; for a regret, plus the ceiling's estimate error). A seed's "
+        "difference is beyond delta in the claimed direction, reversed beyond it, within it, or "
+        "within the noise (within a delta the noise widened: it cannot tell a difference that "
+        "matters from none). \"holds\" needs every seed beyond (for \"not above\" / \"not "
+        "below\": beyond or within), and a claim whose seeds disagree, or sit within the "
+        "noise, is \"not settled\". a is the first run named, b the second.",
         md_table(["claim", "source", "runs", "measured (per seed)", "verdict"],
                  [c.row() for c in judge(res)]),
         "## Checks: true by construction, measured to confirm the code",

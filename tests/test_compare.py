@@ -69,9 +69,20 @@ def test_a_comparison_is_paired_by_seed_and_its_delta_has_a_noise_floor():
     c = Comparison("x", "a beats b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"), "above",
                    0.02)
     assert judge_comparison(res, c).verdict == "holds (3 of 3 seeds)"
-    res.noise = {"x": {"0": 0.01, "1": 0.02, "2": 0.015}}                 # 2 SE = 0.04
-    assert judge_comparison(res, c).verdict.startswith("not settled (seed 0: beyond, "
-                                                       "seed 1: within")
+    res.noise = {"x": {"0": 0.01, "1": 0.02, "2": 0.015}}        # 2 SE = 0.02, 0.04, 0.03
+    assert judge_comparison(res, c).verdict == "not settled (seed 0: beyond, seed 1: within " \
+        "the noise (delta 0.040), seed 2: beyond)"                      # each seed its own delta
+    res.noise = {"x": {"0": 0.005, "1": 0.005, "2": 0.005}}
+    same = Comparison("x", "a matches b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"),
+                      "not below", 0.06)
+    assert judge_comparison(res, same).verdict == "holds (3 of 3 seeds)"     # within 0.06
+    bigger = Comparison("x", "a beats b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"),
+                        "above", 0.06)
+    assert judge_comparison(res, bigger).verdict == \
+        "does not hold: no difference that matters (3 of 3 seeds)"
+    res.noise = {"x": {"0": 0.05, "1": 0.05, "2": 0.05}}         # 2 SE = 0.1 > declared 0.06:
+    assert judge_comparison(res, same).verdict.startswith("not settled (seed 0: within the "
+                                                          "noise")  # "matches" is not shown
     below = Comparison("y", "a below b", "s", "reward", ("dpo", "0.1"), ("kto", "0.1"),
                        "below", 0.02)
     res.noise = {}
@@ -167,3 +178,26 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
                      ("SimPO", 1), ("LoRA-DPO (r = 8)", 1), ("GRPO", 2),
                      ("PPO on the true reward (no reward model)", 3)):
         assert f"{title}: {n} ± 0" in held
+
+
+def test_a_regret_claim_widens_delta_by_the_ceilings_error_and_names_a_kl_below_0():
+    """Regret against 0, "not above": within delta holds; above it is reversed; below -delta
+    is the ceiling's estimate falling short, not the run; the ceiling's own error (J* from M
+    answers against 2M) adds to the noise, and past the declared delta leaves it unsettled."""
+    c = next(c for c in claims.COMPARISONS if c.metric == "regret")
+    method, knob = c.a
+    res = Results(sft={s: {} for s in "012"}, runs=[
+        Run(method=method, knob=knob, seed=int(s), stage="dpo",
+            numbers={"dpo/kl_to_ref": kl}) for s, kl in (("0", 1.0), ("1", 1.0), ("2", -0.05))])
+    res.distance = {s: {method: {knob: {"regret": r}}} for s, r in
+                    (("0", 0.01), ("1", 0.1), ("2", -0.1))}
+    claim = judge_comparison(res, c)
+    assert claim.verdict == "not settled (seed 0: within, seed 1: reversed, seed 2: regret " \
+        "below -delta: the ceiling's estimate, not the run)"
+    assert "seed 2: KL -0.050 < 0, not fed to the regret" in claim.measured
+    res.distance = {s: {method: {knob: {"regret": 0.01}}} for s in "012"}
+    assert judge_comparison(res, c).verdict == "holds (3 of 3 seeds)"
+    res.noise = {c.name: {s: 0.005 for s in "012"}}          # 2 SE = 0.01, below the declared
+    res.ceiling_check = {"max_value_change": 0.03}            # + 0.03: delta 0.04 > 0.02
+    assert judge_comparison(res, c).verdict.startswith("not settled (seed 0: within the noise "
+                                                       "(delta 0.040)")
