@@ -46,6 +46,7 @@ from experiments.results import mean, ms
 ROOT = Path(__file__).resolve().parents[1]
 RM_PROMPTS = ("125", "500", "4000")        # pairs each reward model learns from: its quality
 KL_COEFS = ("0", "0.01")                    # a weak leash: none, and a small one
+DELTA = 0.02                                # the smallest gain in gold that matters
 STEPS, EVERY = 400, 25                      # PPO's steps, and its path's spacing
 BEST_OF = (1, 2, 4, 8, 16, 32, 64)
 SAMPLES, PROMPTS = 64, 256            # the ceiling's answers: 64 to each of 256 prompts
@@ -254,9 +255,10 @@ def judge(results: dict) -> list[dict]:
     - caps (best-of-N; PPO): the reward models in order of held-out accuracy (which must be
       apart by more than its noise, else the seed is "accuracies within noise"); each step
       up raises the gold's peak by more than delta (beyond), each lowers it (reversed), each
-      within delta (within); steps that disagree: "not monotone". Best-of-N's delta: 0.02 or
+      within delta (within); steps that disagree: "not monotone". Best-of-N's delta: DELTA or
       twice the standard error of the step from resampling the prompts (peak_draws), if
-      larger; PPO's: 0.02 or noise_delta, the peaks being means of 3 path points.
+      larger; PPO's: DELTA or noise_delta, the peaks being means of 3 path points. Within a
+      delta the noise widened past DELTA is "within the noise" (claims.outcome).
     - exploit: PPO without a leash (kl_coef 0): from its gold's peak to the end (the last 3
       points), the score PPO maximises rises and the gold falls, each by more than its delta
       (noise_delta, in its own units), on every reward model: beyond; on none, and nothing
@@ -273,13 +275,13 @@ def judge(results: dict) -> list[dict]:
             if kind == "bon":
                 peaks = [best_of_peak(rm)["gold"] for rm in rms]
                 draws = [np.array(rm["peak_draws"]) for rm in rms]
-                delta = max([0.02] + [2 * float(np.std(b - a, ddof=1))
+                delta = max([DELTA] + [2 * float(np.std(b - a, ddof=1))
                                       for a, b in zip(draws, draws[1:])])
             else:
                 peaks = [peak_of([p for k in KL_COEFS for p in ppo_points(s, n, k)]).get(
                     "gold", math.nan) for n in order]
-                delta = max(0.02, noise_delta(s, n_prompts))
-            steps = [outcome(b - a, delta) for a, b in zip(peaks, peaks[1:])]
+                delta = max(DELTA, noise_delta(s, n_prompts))
+            steps = [outcome(b - a, delta, DELTA) for a, b in zip(peaks, peaks[1:])]
             outcomes[seed] = None if None in steps else "accuracies within noise" \
                 if not accuracies_apart(rms) else steps[0] if len(set(steps)) == 1 \
                 else "not monotone"
@@ -299,12 +301,14 @@ def judge(results: dict) -> list[dict]:
                 per_rm.append(None)
                 continue
             top, end = peak_of(pts), {k: mean(p[k] for p in pts[-3:]) for k in ("gold", "proxy")}
-            gold_fell = outcome(top["gold"] - end["gold"], max(0.02, noise_delta(s, n_prompts)))
+            gold_fell = outcome(top["gold"] - end["gold"], max(DELTA, noise_delta(s, n_prompts)),
+                                DELTA)
             rm_delta = noise_delta({"answer_std": s["reward_models"][n]["proxy_std"]}, n_prompts)
-            score_rose = outcome(end["proxy"] - top["proxy"], rm_delta)
-            both = {gold_fell, score_rose}
-            per_rm.append("beyond" if both == {"beyond"} else
-                          "reversed" if "reversed" in both else "within")
+            score_rose = outcome(end["proxy"] - top["proxy"], rm_delta, rm_delta)  # no unit
+            both = {gold_fell, score_rose}                           # but the noise's
+            rest = sorted(both - {"beyond"})           # "within", "within the noise (...)"
+            per_rm.append("beyond" if not rest else "reversed" if "reversed" in rest else
+                          rest[-1])                    # within the noise, where one is
             measured.append(f"seed {seed}, {n} pairs: gold {top['gold']:.3f} at step "
                             f"{top['step']} -> {end['gold']:.3f} (last 3 points), PPO's score "
                             f"{top['proxy']:.3f} -> {end['proxy']:.3f}")
