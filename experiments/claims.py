@@ -193,9 +193,7 @@ def judge_comparison(res: Results, c: Comparison) -> Claim:
              for s in seeds}
     a = [arm_value(res, c.a, c.metric, s) for s in seeds]
     b = [arm_value(res, c.b, c.metric, s) for s in seeds]
-    b_text = "0" if c.b is None else "b"
-    word = {"above": f"a above {b_text}", "below": f"a below {b_text}",
-            "not below": f"a not below {b_text}", "not above": f"a not above {b_text}"}[c.form]
+    word = f"a {c.form} {'0' if c.b is None else 'b'}"
     measured = (f"{c.metric}{UNITS[c.metric]}: a {ms(a)}" + ("" if c.b is None else
                                                            f", b {ms(b)}") +
                 f"; per seed ({word}, positive as claimed) " +

@@ -8,6 +8,7 @@ import io
 import json
 import math
 from pathlib import Path
+from statistics import fmean
 
 import matplotlib
 import pytest
@@ -124,10 +125,6 @@ def test_04_loss_aversion_prints_its_ratio_and_warns(capsys):
 
 # Training-curve predictions, on --smoke runs (a few seconds each).
 
-def mean(xs):
-    return sum(xs) / len(xs)
-
-
 def test_01_conservative_dpo_margins_stop_below_log_9(dpo_smoke):
     text = things_to_try("01_dpo")
     assert "label_smoothing=0.1" in text and r"\frac{1-\varepsilon}{\varepsilon} \approx 2.2" in text
@@ -137,7 +134,7 @@ def test_01_conservative_dpo_margins_stop_below_log_9(dpo_smoke):
     margins = {eps: [row["rewards/margins"] for row in dpo_smoke(
         f"eps_{eps}", *flags, "--label_smoothing", str(eps), loss_fn=ns["dpo_loss"])[1]]
         for eps in (0.0, 0.1)}
-    smoothed, plain = mean(margins[0.1][-20:]), mean(margins[0.0][-20:])   # the last 20 steps
+    smoothed, plain = fmean(margins[0.1][-20:]), fmean(margins[0.0][-20:])   # the last 20 steps
     assert smoothed < math.log(9) < 2 * math.log(9) < plain, (smoothed, plain)
 
 
@@ -157,7 +154,7 @@ def test_02_ipo_at_tau_0_25_logs_a_margin_near_0_5_and_goes_further(dpo_smoke):
     runs = {tau: dpo_smoke(f"tau_{tau}", "--loss", "ipo", "--beta", str(tau), "--rpo_alpha", "0",
                            "--max_steps", "80", "--learning_rate", "3e-3", loss_fn=ns["ipo_loss"])
             for tau in (0.5, 0.25)}
-    logged = {tau: mean([row["rewards/margins"] for row in log[-20:]])    # tau x the margin
+    logged = {tau: fmean([row["rewards/margins"] for row in log[-20:]])    # tau x the margin
               for tau, (_, log, _) in runs.items()}
     assert all(abs(m - 0.5) < 0.15 for m in logged.values()), logged
     assert logged[0.25] / 0.25 > 1.3 * logged[0.5] / 0.5                # the log-ratio margin
