@@ -484,6 +484,8 @@ def checks(res) -> list[Check]:
     return [c(res) for c in CHECKS]
 
 
-def judge(res) -> list[Claim]:
-    """Every claim against the results: the comparisons, then the thresholds."""
-    return [judge_comparison(res, c) for c in COMPARISONS] + [t(res) for t in THRESHOLDS]
+def judge(res, comparisons_only: bool = False) -> list[Claim]:
+    """Every claim against the results: the comparisons, then (unless comparisons_only) the
+    thresholds."""
+    return [judge_comparison(res, c) for c in COMPARISONS] + \
+        ([] if comparisons_only else [t(res) for t in THRESHOLDS])

@@ -130,10 +130,10 @@ def answers_of(out: Path, results: Results, arm, seed: str) -> dict[str, np.ndar
     """One arm's held-out answers on one seed, a column per field of its <stage>_samples.jsonl
     (evaluation.sample_rows: reward, correct, length, finished, kl), or None without them."""
     method, knob = arm
-    if method == "sft":
+    run = results.runs_of(method, knob).get(seed)      # the SFT model: its --eval_prompts run,
+    if method == "sft" and run is None:                # else its training step's evaluation
         path = out / f"seed{seed}" / "sft_samples.jsonl"
     else:
-        run = results.runs_of(method, knob).get(seed)
         path = None if run is None else out / run.folder / f"{run.stage}_samples.jsonl"
     if path is None or not path.exists():
         return None
@@ -221,8 +221,8 @@ def trainable_params(sft_path) -> dict[str, int]:
 
 def measure(results: Results, seeds: list[int], out: Path, smoke: bool) -> None:
     """The measurements made in this process, per seed, from the seed's SFT model (and its
-    reward model, for PPO's promised points), into results."""
-    prompts = eval_prompts(16 if smoke else 256)
+    reward model, for PPO's promised points), into results, on the runs' held-out prompts."""
+    prompts = eval_prompts(results.eval_prompts)
     M = 32 if smoke else SAMPLES
     for seed in seeds:
         s, folder = str(seed), out / f"seed{seed}"

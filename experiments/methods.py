@@ -128,6 +128,9 @@ EXTRAS = {   # the steps of each (after train_sft.py); {out_dir}: the run's fold
     "dpo_from_pretrained": ("train_dpo.py --pair_source offpolicy --num_prompts 20000 "
                             "--allow_pretrained --init_from {out_dir}/pretrain.pt",),
 }
+# compare.py --eval_prompts: the SFT model evaluated again, in a run of its own, so that its
+# training step (the seed's SFT model every run starts from) stays the one they all share
+SFT_EVAL = "train_sft.py --stage sft --init_from {seed_dir}/sft.pt --sft_steps 0"
 # --smoke keeps every step seconds-long: these flags' values are replaced (--smoke itself
 # leaves flags given on the command line alone)
 SMOKE_FLAGS = {"--sft_steps": "20", "--num_prompts": "64"}
@@ -161,18 +164,25 @@ def run_command(m: Method, value: str) -> str:
     return command(m, value) + path
 
 
-def chains(smoke: bool) -> dict[tuple[str, str], list[list[str]]]:
+def chains(smoke: bool, eval_prompts: int | None = None) -> dict[tuple[str, str], list[list[str]]]:
     """{(method or extra name, knob value or ""): the run's steps as argv lists}. A smoke run
     takes the first knob value of each method, and gives every step --smoke. The DPO scripts
     start from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a
-    seed share the answers sampled from it (kept beside it)."""
+    seed share the answers sampled from it (kept beside it). eval_prompts: every step after
+    the SFT model's training evaluates on that many held-out prompts, and ("sft", "") is the
+    SFT model evaluated on as many (SFT_EVAL)."""
     out = {}
     for m in METHODS.values():
         for v in m.values[:1] if smoke else m.values:
             out[m.name, v] = [SFT, *m.before, run_command(m, v)]
     for name, steps in EXTRAS.items():
         out[name, ""] = [SFT, *steps]
-    return {k: [finish(shlex.split(s), smoke) for s in c] for k, c in out.items()}
+    more = f" --eval_prompts {eval_prompts}" if eval_prompts else ""
+    runs = {k: [finish(shlex.split(s + (more if i else "")), smoke) for i, s in enumerate(c)]
+            for k, c in out.items()}
+    if eval_prompts:          # (finish() would shorten its --sft_steps 0 to a smoke value)
+        runs["sft", ""] = [finish([SFT], smoke), shlex.split(SFT_EVAL + more) + ["--smoke"] * smoke]
+    return runs
 
 
 def memory_chains(smoke: bool) -> dict[str, list[list[str]]]:

@@ -385,10 +385,20 @@ SMOKE_BANNER = ("**A --smoke report: every number below comes from seconds-long 
 def report(res: Results) -> str:
     n, seeds = len(res.sft), ", ".join(sorted(res.sft, key=int))
     failed = f"\n\nFailed runs: {', '.join(res.failed)}." if res.failed else ""
+    what = "the comparison claims" if res.comparisons_only else "every method on one task"
+    head = [f"# compare.py: {what} (seeds {seeds}; n = {n} per cell unless a cell says "
+            "otherwise)",
+            *[SMOKE_BANNER] * res.smoke,
+            f"{res.date}, {res.seconds:.0f} s wall, {res.machine}; every evaluation on "
+            f"{res.eval_prompts} held-out prompts.{failed}"]
+    claims = ["## The articles' claims, and this project's own findings", CLAIMS_RULE,
+              md_table(["claim", "source", "runs", "measured (per seed)", "verdict"],
+                       [c.row() for c in judge(res, comparisons_only=res.comparisons_only)])]
+    if res.comparisons_only:
+        return "\n\n".join([*head, "## The ceiling (the KL-regularised optimum pi*)",
+                              ceiling_table(res), *claims])
     return "\n\n".join([
-        f"# compare.py: every method on one task (seeds {seeds}; n = {n} per cell unless a "
-        f"cell says otherwise)", *[SMOKE_BANNER] * res.smoke,
-        f"{res.date}, {res.seconds:.0f} s wall, {res.machine}.{failed}",
+        *head,
         "## The frontier (the plot's numbers)", frontier_table(res),
         "## The ceiling (the KL-regularised optimum pi*)", ceiling_table(res),
         "## Where the derivation says a run should land", promised_table(res),
@@ -397,19 +407,20 @@ def report(res: Results) -> str:
         "## Memory on a 25M-parameter model (a few steps of each script)", memory_table(res),
         "## The first article's method-selection table, measured", selection_table(res),
         "## GRPO's leash: where the KL goes, and the std scaling", leash_table(res),
-        "## The articles' claims, and this project's own findings",
-        "Judged seed by seed by one rule (experiments/claims.py, judge_seeds): each comparison "
-        "is one metric, two arms at knob values fixed before the run (that differ in the one "
-        "thing the claim is about, or, for two methods, in what its text names), and delta, the "
-        "smallest difference that matters: the declared one, or on a seed its noise if larger "
-        "(twice the standard error of the paired difference from evaluation noise, a bootstrap "
-        "over the held-out prompts; for a regret, plus the ceiling's estimate error). A seed's "
-        "difference is beyond delta in the claimed direction, reversed beyond it, within it, or "
-        "within the noise (within a delta the noise widened: it cannot tell a difference that "
-        "matters from none). \"holds\" needs every seed beyond (for \"not above\" / \"not "
-        "below\": beyond or within), and a claim whose seeds disagree, or sit within the "
-        "noise, is \"not settled\". a is the first run named, b the second.",
-        md_table(["claim", "source", "runs", "measured (per seed)", "verdict"],
-                 [c.row() for c in judge(res)]),
+        *claims,
         "## Checks: true by construction, measured to confirm the code",
         md_table(["what", "source", "runs", "measured"], [c.row() for c in checks(res)])])
+
+
+CLAIMS_RULE = (
+    "Judged seed by seed by one rule (experiments/claims.py, judge_seeds): each comparison "
+    "is one metric, two arms at knob values fixed before the run (that differ in the one "
+    "thing the claim is about, or, for two methods, in what its text names), and delta, the "
+    "smallest difference that matters: the declared one, or on a seed its noise if larger "
+    "(twice the standard error of the paired difference from evaluation noise, a bootstrap "
+    "over the held-out prompts; for a regret, plus the ceiling's estimate error). A seed's "
+    "difference is beyond delta in the claimed direction, reversed beyond it, within it, or "
+    "within the noise (within a delta the noise widened: it cannot tell a difference that "
+    "matters from none). \"holds\" needs every seed beyond (for \"not above\" / \"not "
+    "below\": beyond or within), and a claim whose seeds disagree, or sit within the "
+    "noise, is \"not settled\". a is the first run named, b the second.")

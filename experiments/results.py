@@ -52,6 +52,8 @@ class Results:
     seconds: float = 0.0                                      # its wall time
     machine: str = ""                                         # torch's version, CPU or CUDA
     smoke: bool = False                                       # seconds-long runs of tiny models
+    eval_prompts: int = 256                                   # held-out prompts of every eval
+    comparisons_only: bool = False                            # compare.py --comparisons
     runs: list[Run] = field(default_factory=list)
     sft: dict[str, dict] = field(default_factory=dict)       # seed -> the SFT model's eval
     memory: dict[str, dict[str, float]] = field(default_factory=dict)  # MiB added, per seed

@@ -1,11 +1,13 @@
 """compare.py: the tie-free best-of-N KL against an exact computation, the plan (each seed's
 SFT model and reward model trained once for every method, its DPO runs from the SFT model in
-the seed's folder), the claim verdicts, the typed results, and the whole --smoke run (every
-method, the plot, the tables, compare.json's contract)."""
+the seed's folder), the claim verdicts, the typed results, the whole --smoke run (every
+method, the plot, the tables, compare.json's contract) and its --comparisons run on more
+held-out prompts."""
 import json
 import math
 
 import pytest
+import torch
 
 from experiments import compare, sweep
 from experiments import claims
@@ -15,6 +17,7 @@ from experiments.measure import BEST_OF
 from experiments.methods import EXTRAS, METHODS, chains
 from experiments.report import memory_table
 from experiments.results import Log, Results, Run, ms, ratio
+from model import load_checkpoint
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 16])
@@ -178,6 +181,33 @@ def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
                      ("SimPO", 1), ("LoRA-DPO (r = 8)", 1), ("GRPO", 2),
                      ("PPO on the true reward (no reward model)", 3)):
         assert f"{title}: {n} ± 0" in held
+
+
+def test_comparisons_on_more_prompts_run_only_their_arms_paired_with_the_same_sft_model(
+        tmp_path):
+    """--comparisons --eval_prompts N: the runs the comparison claims read, every one (and the
+    SFT model, in a run of its own that trains nothing) evaluated on N prompts, the noise
+    paired on those N; the seed's SFT model is the one the runs start from."""
+    results = compare.main(["--smoke", "--comparisons", "--eval_prompts", "24",
+                            "--out", str(tmp_path)])
+    arms = {arm for c in claims.COMPARISONS for arm in (c.a, c.b) if arm}
+    assert not results.failed and not results.memory
+    assert {(r.method, r.knob) for r in results.runs} == (arms & set(chains(True))) | {("sft", "")}
+    for r in results.runs:
+        rows = (tmp_path / r.folder / f"{r.stage}_samples.jsonl").read_text().splitlines()
+        assert len(rows) == 24, r.folder
+    again = results.runs_of("sft")["0"]
+    assert results.sft["0"] == json.loads((tmp_path / again.folder / "sft_eval.json").read_text())
+    assert results.sft["0"]["reward_mean"] != json.loads(
+        (tmp_path / "seed0" / "sft_eval.json").read_text())["reward_mean"]    # 24 prompts, not 16
+    trained, evaluated = (load_checkpoint(f)[0].state_dict() for f in
+                          (tmp_path / "seed0" / "sft.pt", tmp_path / again.folder / "sft.pt"))
+    assert all(torch.equal(trained[k], evaluated[k]) for k in trained)
+    assert math.isfinite(results.noise["sft_lr_hurts"]["0"])          # paired on the 24
+    text = (tmp_path / "compare.md").read_text()
+    assert "every evaluation on 24 held-out prompts" in text and "## The articles' claims" in text
+    assert "## The frontier" not in text and "## Checks" not in text
+    assert not (tmp_path / "frontier.png").exists()
 
 
 def test_a_regret_claim_widens_delta_by_the_ceilings_error_and_names_a_kl_below_0():
