@@ -35,6 +35,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -188,12 +189,20 @@ def ppo_points(per_seed: dict, n: str, k: str) -> list[dict]:
 
 def peak_of(points: list[dict]) -> dict:
     """The path's peak, read from the data (its smoothed gold's highest point): that point
-    with the smoothed gold and proxy in place of its own."""
+    with its smoothed numbers in place of its own."""
     if not points:
         return {}
-    gold, proxy = smoothed(points, "gold"), smoothed(points, "proxy")
-    i = max(range(len(points)), key=gold.__getitem__)
-    return {**points[i], "gold": gold[i], "proxy": proxy[i]}
+    keys = [k for k in ("gold", "proxy", "raw", "unfinished") if k in points[0]]
+    smooth = {k: smoothed(points, k) for k in keys}
+    i = max(range(len(points)), key=smooth["gold"].__getitem__)
+    return {**points[i], **{k: v[i] for k, v in smooth.items()}}
+
+
+def ppo_peak(s: dict, n: str) -> dict:
+    """The highest gold peak of PPO on reward model n over its leashes (each path smoothed
+    on its own: the paths are two runs, not one)."""
+    peaks = [peak_of(ppo_points(s, n, k)) for k in KL_COEFS]
+    return max((p for p in peaks if p), key=lambda p: p["gold"], default={})
 
 
 def best_of_peak(rm: dict) -> dict:
@@ -202,10 +211,12 @@ def best_of_peak(rm: dict) -> dict:
 
 def fits(results: dict) -> dict:
     """{n: {"bon" | "rl": {alpha, beta, rms, points, peak_d, in_range}}}: Gao et al.'s forms
-    on the gold's gain over the SFT model against d = sqrt(KL), every seed's points together
-    (KL < 0, an estimate's error near the start, read as 0); the fit's own peak, d* =
-    alpha / (2 beta) for best-of-N and exp(alpha / beta - 1) for RL, and whether the data
-    reach it."""
+    on the gold's gain over the SFT model (the mean over its 64 answers a prompt) against
+    d = sqrt(KL), every seed's points together, PPO's two leashes together (KL < 0, an
+    estimate's error near the start, read as 0); the fit's own peak, d* = alpha / (2 beta)
+    for best-of-N (<= 0 where alpha <= 0: the gold falls from the start) and
+    exp(alpha / beta - 1) for RL (NaN where beta <= 0: no peak), and whether the data reach
+    it (0 < d* <= the largest d)."""
     out = {}
     for n in RM_PROMPTS:
         for kind in ("bon", "rl"):
@@ -216,28 +227,30 @@ def fits(results: dict) -> dict:
                     continue
                 pts = rm["best_of"] if kind == "bon" else \
                     [p for k in KL_COEFS for p in ppo_points(s, n, k)[1:]]
-                base = s["sft_gold"] if kind == "bon" else rm["start"]["reward"]
                 d += [math.sqrt(max(p["kl"], 0.0)) for p in pts]
-                r += [p["gold"] - base for p in pts]
+                r += [p["gold"] - s["sft_gold"] for p in pts]
             if len(d) < 3:
                 continue
             alpha, beta = ceiling.fit_gao(d, r, kind)
             x = np.array(d)
             shape = x ** 2 if kind == "bon" else x * np.log(np.where(x > 0, x, 1.0))
             top = math.nan if beta <= 0 else alpha / (2 * beta) if kind == "bon" else \
-                math.exp(alpha / beta - 1)
+                math.exp(min(alpha / beta - 1, 700.0))          # (past any data, not overflow)
             out.setdefault(n, {})[kind] = {
                 "alpha": alpha, "beta": beta, "points": len(d),
                 "rms": float(np.sqrt(np.mean((alpha * x - beta * shape - np.array(r)) ** 2))),
-                "peak_d": top, "in_range": bool(math.isfinite(top) and top <= max(d))}
+                "peak_d": top, "in_range": bool(0 < top <= max(d))}
     return out
 
 
-def noise_delta(s: dict, n_prompts: int, points: int = 3) -> float:
+def noise_delta(s: dict, n_prompts: int, points: int = 3, among: int = 1) -> float:
     """Twice the standard error of a difference of two path readings, each a mean over
     `points` path points of one answer's gold on each of n_prompts prompts (the answers'
-    std as the SFT model's)."""
-    return 2 * math.sqrt(2) * s["answer_std"] / math.sqrt(points * n_prompts)
+    std as the SFT model's). among > 1: one reading is the highest of `among` (a peak), so
+    the 2 becomes z at 0.05 / among, two-sided (Bonferroni): a flat path's highest point
+    sits above its end by more than 2 SE far more often than 1 time in 20."""
+    z = 2.0 if among == 1 else NormalDist().inv_cdf(1 - 0.025 / among)
+    return z * math.sqrt(2) * s["answer_std"] / math.sqrt(points * n_prompts)
 
 
 def accuracies_apart(rms: list[dict]) -> bool:
@@ -255,14 +268,17 @@ def judge(results: dict) -> list[dict]:
     - caps (best-of-N; PPO): the reward models in order of held-out accuracy (which must be
       apart by more than its noise, else the seed is "accuracies within noise"); each step
       up raises the gold's peak by more than delta (beyond), each lowers it (reversed), each
-      within delta (within); steps that disagree: "not monotone". Best-of-N's delta: DELTA or
+      within delta (within); steps that disagree: "steps differ". Best-of-N's delta: DELTA or
       twice the standard error of the step from resampling the prompts (peak_draws), if
       larger; PPO's: DELTA or noise_delta, the peaks being means of 3 path points. Within a
       delta the noise widened past DELTA is "within the noise" (claims.outcome).
     - exploit: PPO without a leash (kl_coef 0): from its gold's peak to the end (the last 3
-      points), the score PPO maximises rises and the gold falls, each by more than its delta
-      (noise_delta, in its own units), on every reward model: beyond; on none, and nothing
-      reversed: within; a fall of the score or a rise of the gold beyond delta: reversed."""
+      points), the reward model's raw score rises and the gold falls, each by more than its
+      delta (noise_delta, in its own units; the gold's widened for the peak being the
+      highest of the path's points), on every reward model: beyond; on none, and nothing
+      reversed: within; a fall of the score or a rise of the gold beyond delta: reversed.
+      The raw score, not the one PPO maximises (less the penalty for answers that never
+      end): a score that rose only by ending more answers games nothing."""
     claims, n_prompts = [], results["prompts"]
     for kind in ("bon", "ppo"):
         outcomes, measured = {}, []
@@ -278,13 +294,12 @@ def judge(results: dict) -> list[dict]:
                 delta = max([DELTA] + [2 * float(np.std(b - a, ddof=1))
                                       for a, b in zip(draws, draws[1:])])
             else:
-                peaks = [peak_of([p for k in KL_COEFS for p in ppo_points(s, n, k)]).get(
-                    "gold", math.nan) for n in order]
+                peaks = [ppo_peak(s, n).get("gold", math.nan) for n in order]
                 delta = max(DELTA, noise_delta(s, n_prompts))
             steps = [outcome(b - a, delta, DELTA) for a, b in zip(peaks, peaks[1:])]
             outcomes[seed] = None if None in steps else "accuracies within noise" \
                 if not accuracies_apart(rms) else steps[0] if len(set(steps)) == 1 \
-                else "not monotone"
+                else f"steps differ: {', '.join(steps)}"
             measured.append(f"seed {seed}: " + ", ".join(
                 f"{n} pairs (accuracy {rm['accuracy']:.3f}) {g:.3f}"
                 for n, rm, g in zip(order, rms, peaks)) + f" (delta {delta:.3f})")
@@ -300,22 +315,24 @@ def judge(results: dict) -> list[dict]:
             if len(pts) < 4:
                 per_rm.append(None)
                 continue
-            top, end = peak_of(pts), {k: mean(p[k] for p in pts[-3:]) for k in ("gold", "proxy")}
-            gold_fell = outcome(top["gold"] - end["gold"], max(DELTA, noise_delta(s, n_prompts)),
-                                DELTA)
+            top = peak_of(pts)
+            end = {k: mean(p[k] for p in pts[-3:]) for k in ("gold", "raw", "unfinished")}
+            gold_fell = outcome(top["gold"] - end["gold"],
+                                max(DELTA, noise_delta(s, n_prompts, among=len(pts))), DELTA)
             rm_delta = noise_delta({"answer_std": s["reward_models"][n]["proxy_std"]}, n_prompts)
-            score_rose = outcome(end["proxy"] - top["proxy"], rm_delta, rm_delta)  # no unit
+            score_rose = outcome(end["raw"] - top["raw"], rm_delta, rm_delta)      # no unit
             both = {gold_fell, score_rose}                           # but the noise's
             rest = sorted(both - {"beyond"})           # "within", "within the noise (...)"
             per_rm.append("beyond" if not rest else "reversed" if "reversed" in rest else
                           rest[-1])                    # within the noise, where one is
             measured.append(f"seed {seed}, {n} pairs: gold {top['gold']:.3f} at step "
-                            f"{top['step']} -> {end['gold']:.3f} (last 3 points), PPO's score "
-                            f"{top['proxy']:.3f} -> {end['proxy']:.3f}")
+                            f"{top['step']} -> {end['gold']:.3f} (last 3 points), the RM's raw "
+                            f"score {top['raw']:.3f} -> {end['raw']:.3f} (answers that never "
+                            f"end {top['unfinished']:.2f} -> {end['unfinished']:.2f})")
         outcomes[seed] = None if None in per_rm else per_rm[0] if len(set(per_rm)) == 1 \
-            else "on some reward models"
+            else f"reward models differ: {', '.join(per_rm)}"
     claims.append({"claim": "and it's easy to exploit: PPO without a leash, past the gold's "
-                            "peak, raises the score it maximises while the gold falls",
+                            "peak, raises the reward model's score while the gold falls",
                    "measured": "; ".join(measured), "verdict": judge_seeds(outcomes)})
     return claims
 
@@ -332,6 +349,15 @@ def ceiling_gain_share(s: dict, gold: float, kl: float) -> float:
     return (gold - s["sft_gold"]) / (top - s["sft_gold"]) if top > s["sft_gold"] else math.nan
 
 
+def fit_peak(f: dict) -> str:
+    """A fit's own peak d*, in words where there is none."""
+    if math.isnan(f["peak_d"]):
+        return "no peak (beta <= 0)"
+    if f["peak_d"] <= 0:
+        return "none: falls from the start (alpha <= 0)"
+    return f"{f['peak_d']:.2f}" + ("" if f["in_range"] else " (past the data)")
+
+
 def report(results: dict) -> str:
     seeds = results["seeds"]
     rows = []
@@ -339,7 +365,7 @@ def report(results: dict) -> str:
         have = [s for s in seeds.values() if s["reward_models"][n] is not None]
         rms = [s["reward_models"][n] for s in have]
         bon = [best_of_peak(rm) for rm in rms]
-        ppo = [peak_of([p for k in KL_COEFS for p in ppo_points(s, n, k)]) for s in have]
+        ppo = [ppo_peak(s, n) for s in have]
         rows.append([n, ms([rm["accuracy"] for rm in rms]), ms([rm["pairs"] for rm in rms], ".0f"),
                      ms([b["gold"] for b in bon]), ms([b["n"] for b in bon], ".0f"),
                      ms([ceiling_gain_share(s, b["gold"], b["kl"]) for s, b in zip(have, bon)],
@@ -349,8 +375,7 @@ def report(results: dict) -> str:
                      ms([ceiling_gain_share(s, p["gold"], p["kl"]) for s, p in zip(have, ppo)
                          if p], ".0%")])
     fit_rows = [[n, kind, f"{f['alpha']:.3f}", f"{f['beta']:.3f}", f"{f['rms']:.3f}",
-                 f["points"], "no peak (beta <= 0)" if not math.isfinite(f["peak_d"]) else
-                 f"{f['peak_d']:.2f}" + ("" if f["in_range"] else " (past the data)")]
+                 f["points"], fit_peak(f)]
                 for n, by in results["fits"].items() for kind, f in by.items()]
     first = next(iter(seeds.values()))
     gold_bon = [[b["n"], ms([s["best_of_gold"][i]["gold"] for s in seeds.values()]),
@@ -366,19 +391,23 @@ def report(results: dict) -> str:
         "Held-out accuracy: on SFT answer pairs whose true rewards differ. The gold's peak "
         "(the true reward, read from the data): under best-of-N ranked by the reward model "
         "(exact over the 64 stored answers a prompt), and along PPO's paths (kl_coef 0 and "
-        "0.01; 3-point means, one answer a prompt), with d = sqrt(KL) there; each as a "
-        "share of the ceiling pi*'s gain over the SFT model at the same KL (empty past the "
-        "ceiling's reach, about log 64 nats).",
+        "0.01, each path on its own; 3-point means, one answer a prompt), with d = sqrt(KL) "
+        "there; each as a share of the ceiling pi*'s gain over the SFT model (its mean over "
+        "64 answers a prompt) at the same KL (empty past the ceiling's reach, about log 64 "
+        "nats). The ceiling is pi* reweighting the SFT model's 64 answers a prompt, which "
+        "reaches less at a high KL than pi* over every answer: PPO, whose answers are its "
+        "own, can pass 100%. The peaks are the highest of many noisy points, each biased "
+        "up by about as much.",
         md_table(["RM pairs", "held-out accuracy", "pairs judged", "best-of-N gold peak",
                   "at N", "of the ceiling's gain", "PPO gold peak", "at d",
                   "of the ceiling's gain"], rows),
         "## Best-of-N by the true reward itself (the gold ranking its own samples)",
         md_table(["N", "gold", "KL"], gold_bon),
         "## Gao et al.'s forms, fitted",
-        "On the gold's gain over the SFT model (PPO: over its path's start) against d = "
-        "sqrt(KL), every seed's points together: best-of-N d (alpha - beta d), PPO d (alpha - "
-        "beta log d); rms: the fit's residual; the fit's own peak d*, which the gold's bound "
-        "can put where the data never go.",
+        "On the gold's gain over the SFT model against d = sqrt(KL), every seed's points "
+        "together (PPO: kl_coef 0 and 0.01 together, as Gao et al. pool their runs): "
+        "best-of-N d (alpha - beta d), PPO d (alpha - beta log d); rms: the fit's residual; "
+        "the fit's own peak d*, which the gold's bound can put where the data never go.",
         md_table(["RM pairs", "form", "alpha", "beta", "rms", "points", "fit's peak d*"],
                  fit_rows),
         "## The article's claims",
@@ -402,12 +431,12 @@ def plot(results: dict, paths: list[Path]) -> None:
         proxy_ax = ax.twinx()
         for n in RM_PROMPTS:
             have = [s for s in seeds if s["reward_models"][n] is not None]
-            if kind.startswith("best"):
-                pts = [[{**b, "base": s["sft_gold"], "pbase": s["reward_models"][n]["sft_proxy"]}
-                        for b in s["reward_models"][n]["best_of"]] for s in have]
-            else:
-                pts = [[{**p, "base": path[0]["gold"], "pbase": path[0]["proxy"]} for p in path]
-                       for path in (ppo_points(s, n, "0") for s in have) if path]
+            # each a gain over the SFT model's 64 answers a prompt; the RM's raw score (PPO
+            # maximises it less the penalty for answers that never end)
+            pts = [[{**p, "base": s["sft_gold"], "pbase": s["reward_models"][n]["sft_proxy"],
+                     "proxy": p.get("raw", p["proxy"])} for p in path]
+                   for s, path in ((s, s["reward_models"][n]["best_of"] if kind.startswith("best")
+                                    else ppo_points(s, n, "0")) for s in have) if path]
             if not pts:
                 continue
             length = min(map(len, pts))
@@ -419,7 +448,7 @@ def plot(results: dict, paths: list[Path]) -> None:
             proxy_ax.plot(d, x, "--", color=colors[n], alpha=0.7)
         ax.set_title(kind, fontsize=9)
         ax.set_xlabel("d = sqrt(KL to the SFT model)")
-        proxy_ax.set_ylabel("the score ranked or maximised, gain (dashed)", fontsize=8)
+        proxy_ax.set_ylabel("the reward model's raw score, gain (dashed)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("gold (true reward) gain over the SFT model (solid)")
     axes[0].legend(fontsize=7, loc="lower right")

@@ -3,6 +3,9 @@
 paired rule, the page and the plot again from the JSON alone; and its one-run reader."""
 import json
 
+import numpy as np
+import pytest
+
 from experiments import overoptimisation as oo
 
 
@@ -60,16 +63,56 @@ def test_the_claims_hold_fail_and_stay_unsettled_by_their_rules():
     assert caps_bon == caps_ppo == exploit == "holds (1 of 1 seeds)"
     flat = synthetic((0.90, 0.905, 0.91), (0.85, 0.85, 0.85), exploited=False)
     # PPO's delta from path noise: 2 sqrt(2) 0.3 / sqrt(3 x 256) = 0.031, past the declared
-    # 0.02: a flat PPO peak, or a flat gold past it, cannot be told from a change that matters
+    # 0.02: a flat PPO peak cannot be told from a change that matters; nor a flat gold past
+    # its peak, whose delta is wider still: the peak is the highest of the path's 7 points
+    # (z at 0.05 / 7, 2.69, for 2: 0.041)
     assert [c["verdict"] for c in oo.judge(flat)] == [
-        "does not hold: no difference that matters (1 of 1 seeds)"] + [
-        "not settled (seed 0: within the noise (delta 0.031))"] * 2
-    flat["seeds"]["0"]["answer_std"] = 0.15                       # delta 0.015: the declared
+        "does not hold: no difference that matters (1 of 1 seeds)",
+        "not settled (seed 0: within the noise (delta 0.031))",
+        "not settled (seed 0: within the noise (delta 0.041))"]
+    flat["seeds"]["0"]["answer_std"] = 0.1                     # deltas 0.010, 0.014: DELTA's
     assert [c["verdict"] for c in oo.judge(flat)] == ["does not hold: no difference that matters "
                                                       "(1 of 1 seeds)"] * 3
-    # a peak that falls then rises is not monotone; accuracies 0.005 apart on 2000 pairs are
+    # a peak that falls then rises: the steps differ; accuracies 0.005 apart on 2000 pairs are
     # within their noise, whatever the peaks do
     assert oo.judge(synthetic((0.80, 0.95, 0.85), (0.75, 0.85, 0.95)))[0]["verdict"] == \
-        "not settled (seed 0: not monotone)"
+        "not settled (seed 0: steps differ: beyond, reversed)"
     close = synthetic((0.80, 0.90, 0.97), (0.75, 0.85, 0.95), accuracies=(0.70, 0.705, 0.71))
     assert oo.judge(close)[0]["verdict"] == "not settled (seed 0: accuracies within noise)"
+
+
+def test_ppo_peaks_are_read_path_by_path_and_the_exploit_is_on_the_raw_score():
+    results = synthetic((0.80, 0.90, 0.97), (0.75, 0.85, 0.95))
+    s = results["seeds"]["0"]
+    # a second leash whose path ends high: its peak is its own last points' mean, not one
+    # smoothed across the join with the first path (and the start counted twice)
+    rm = s["reward_models"]["4000"]
+    rm["ppo"]["0.01"] = [{"step": 25 * (i + 1), "kl": 0.5 * (i + 1), "reward": g,
+                          "rm_score": 0.1, "unfinished": 0.0}
+                         for i, g in enumerate([0.7, 0.8, 0.9, 1.0, 1.0])]
+    assert oo.ppo_peak(s, "4000")["gold"] == pytest.approx(1.0)
+    # the raw score falls while fewer answers never end: the score PPO maximises (less 1 for
+    # each unfinished answer) rose, the reward model was not gamed: reversed, not beyond
+    for rm in s["reward_models"].values():
+        for i, p in enumerate(rm["ppo"]["0"]):
+            p["rm_score"], p["unfinished"] = 1.0 - 0.1 * i, max(0.0, 0.9 - 0.3 * i)
+    assert oo.judge(results)[2]["verdict"] == "does not hold: reversed (1 of 1 seeds)"
+
+
+@pytest.mark.parametrize("alpha, beta, kind, words", [
+    (0.5, -0.1, "bon", "no peak (beta <= 0)"),
+    (-0.1, 0.05, "bon", "none: falls from the start (alpha <= 0)"),
+    (0.5, 1e-4, "rl", "(past the data)"),                 # exp(alpha / beta - 1): no overflow
+    (0.3, 0.5, "bon", "0.30")])
+def test_a_fits_peak_is_named_where_the_data_cannot_show_it(alpha, beta, kind, words):
+    d = np.linspace(0.1, 2.0, 12)
+    r = alpha * d - beta * (d * d if kind == "bon" else d * np.log(d))
+    results = synthetic((0.80, 0.90, 0.97), (0.75, 0.85, 0.95))
+    for rm in results["seeds"]["0"]["reward_models"].values():
+        rm["best_of"] = [{"n": i, "gold": 0.6 + g, "kl": x * x, "proxy": 0.0}
+                         for i, (x, g) in enumerate(zip(d, r))]
+        rm["ppo"]["0"] = [{"step": i, "kl": x * x, "reward": 0.6 + g, "rm_score": 0.0,
+                           "unfinished": 0.0} for i, (x, g) in enumerate(zip(d, r))]
+    fit = oo.fits(results)["4000"][kind]
+    assert fit["alpha"] == pytest.approx(alpha, abs=1e-6)
+    assert words in oo.fit_peak(fit)
