@@ -303,8 +303,8 @@ COMPARISONS = [
                f"{FIRST} (offline distribution shift)", "reward",
                ("dpo", DV), ("dpo_offpolicy", ""), "above", REWARD_DELTA),
     # stability: a per-seed measure along each run's path (--eval_every), not a spread over
-    # seeds; path points are single-sample means over 256 prompts (about 0.014 each), so a
-    # fall between two of them under 0.05 is noise
+    # seeds; path points are single-sample means over the held-out prompts (about 0.014 each
+    # on 256), so a fall between two of them under 0.05 is noise
     Comparison("ppo_less_stable", "PPO is less stable than DPO: its true reward falls further "
                "from its best along the run", f"{FIRST}; {SECOND}", "drawdown", ("ppo", "0.04"),
                ("dpo", DV), "above", 0.05),

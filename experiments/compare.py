@@ -84,7 +84,9 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int, eval_prompts: i
                                 path=read_lines(path) if path.exists() else [],
                                 folder=str(last.folder.relative_to(out))))
     for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed,
-        again = results.runs_of("sft").get(str(seed))           # or its --eval_prompts run
+        again = results.runs_of("sft").get(str(seed))      # or its --eval_prompts run (if that
+        if eval_prompts and not again:                     # failed, the seed goes unmeasured:
+            continue                                       # its arms' prompts would differ)
         folder = out / again.folder if again else out / f"seed{seed}"
         results.sft[str(seed)] = json.loads((folder / "sft_eval.json").read_text())
     names = list(memory_of)
@@ -145,10 +147,11 @@ def main(argv=None) -> dict:
                         help="one seed, seconds-long runs, the first knob value of each method")
     parser.add_argument("--eval_prompts", type=int, default=None, metavar="N",
                         help="held-out prompts every run, the SFT model and the ceiling are "
-                        "evaluated on (default: each script's, 256; 16 with --smoke)")
+                        "evaluated on (default: each script's, 256; 16 with --smoke; at most "
+                        "2107, and past about 500 the task mix shifts: data/world.py)")
     parser.add_argument("--comparisons", action="store_true",
                         help="only the runs the comparison claims read, and only their table "
-                        "(no memory runs, no plot)")
+                        "(no memory runs, no plot: --figure is not drawn)")
     parser.add_argument("--report", metavar="COMPARE_JSON", default=None,
                         help="train and measure nothing: draw the plot and write the report "
                         "from a compare.json (e.g. docs/compare.json) into --out (default: its "
@@ -174,7 +177,11 @@ def main(argv=None) -> dict:
         sys.exit("error: no run finished (see the FAIL lines above)")
     print("measuring the ceiling, best-of-N, the promised points, GRPO's group baseline and "
           "the SFT control's KL", flush=True)
-    results.eval_prompts = args.eval_prompts or (16 if args.smoke else 256)
+    # the prompts the runs were evaluated on, counted (a smoke run puts its own 16 in place of
+    # a flag left at the scripts' default)
+    first, again = next(iter(results.sft)), results.runs_of("sft")
+    folder = out / again[first].folder if first in again else out / f"seed{first}"
+    results.eval_prompts = len((folder / "sft_samples.jsonl").read_text().splitlines())
     results.comparisons_only = args.comparisons
     measure(results, [int(s) for s in results.sft], out, args.smoke)
     results.date, results.seconds, results.smoke = time.strftime("%Y-%m-%d"), time.time() - t0, \

@@ -168,9 +168,10 @@ def chains(smoke: bool, eval_prompts: int | None = None) -> dict[tuple[str, str]
     """{(method or extra name, knob value or ""): the run's steps as argv lists}. A smoke run
     takes the first knob value of each method, and gives every step --smoke. The DPO scripts
     start from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a
-    seed share the answers sampled from it (kept beside it). eval_prompts: every step after
-    the SFT model's training evaluates on that many held-out prompts, and ("sft", "") is the
-    SFT model evaluated on as many (SFT_EVAL)."""
+    seed share the answers sampled from it (kept beside it). eval_prompts: each run's last
+    step evaluates on that many held-out prompts (its --eval_every path too), and ("sft", "")
+    is the SFT model evaluated on as many (SFT_EVAL); the steps runs share (the SFT model,
+    PPO's reward model) stay as they are, and so are reused."""
     out = {}
     for m in METHODS.values():
         for v in m.values[:1] if smoke else m.values:
@@ -178,8 +179,8 @@ def chains(smoke: bool, eval_prompts: int | None = None) -> dict[tuple[str, str]
     for name, steps in EXTRAS.items():
         out[name, ""] = [SFT, *steps]
     more = f" --eval_prompts {eval_prompts}" if eval_prompts else ""
-    runs = {k: [finish(shlex.split(s + (more if i else "")), smoke) for i, s in enumerate(c)]
-            for k, c in out.items()}
+    runs = {k: [finish(shlex.split(s + (more if i == len(c) - 1 else "")), smoke)
+                for i, s in enumerate(c)] for k, c in out.items()}
     if eval_prompts:          # (finish() would shorten its --sft_steps 0 to a smoke value)
         runs["sft", ""] = [finish([SFT], smoke), shlex.split(SFT_EVAL + more) + ["--smoke"] * smoke]
     return runs

@@ -389,8 +389,8 @@ def report(res: Results) -> str:
     head = [f"# compare.py: {what} (seeds {seeds}; n = {n} per cell unless a cell says "
             "otherwise)",
             *[SMOKE_BANNER] * res.smoke,
-            f"{res.date}, {res.seconds:.0f} s wall, {res.machine}; every evaluation on "
-            f"{res.eval_prompts} held-out prompts.{failed}"]
+            f"{res.date}, {res.seconds:.0f} s wall, {res.machine}; the runs, the SFT model and "
+            f"the ceiling evaluated on {res.eval_prompts} held-out prompts.{failed}"]
     claims = ["## The articles' claims, and this project's own findings", CLAIMS_RULE,
               md_table(["claim", "source", "runs", "measured (per seed)", "verdict"],
                        [c.row() for c in judge(res, comparisons_only=res.comparisons_only)])]

@@ -205,7 +205,7 @@ def test_comparisons_on_more_prompts_run_only_their_arms_paired_with_the_same_sf
     assert all(torch.equal(trained[k], evaluated[k]) for k in trained)
     assert math.isfinite(results.noise["sft_lr_hurts"]["0"])          # paired on the 24
     text = (tmp_path / "compare.md").read_text()
-    assert "every evaluation on 24 held-out prompts" in text and "## The articles' claims" in text
+    assert "evaluated on 24 held-out prompts" in text and "## The articles' claims" in text
     assert "## The frontier" not in text and "## Checks" not in text
     assert not (tmp_path / "frontier.png").exists()
 

@@ -15,6 +15,12 @@ def test_generators_are_deterministic():
     assert eval_prompts(20) == eval_prompts(20)
 
 
+def test_more_heldout_prompts_begin_with_the_fewer_and_stop_where_the_split_ends():
+    assert eval_prompts(2048)[:256] == eval_prompts(256)        # compare.py --eval_prompts
+    with pytest.raises(ValueError, match="only 2107 distinct held-out prompts"):
+        eval_prompts(2200)
+
+
 def test_heldout_prompts_are_never_trained_on():
     held = eval_prompts(256)
     assert len(set(held)) == 256
