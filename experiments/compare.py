@@ -55,14 +55,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int, eval_prompts: int | None = None,
-            comparisons: bool = False) -> Results:
+            comparisons: list[str] | None = None) -> Results:
     """Train (or reuse) every run; Results with every run that finished (its eval numbers,
     its metrics file in brief, its path if it has one), each seed's SFT model's eval, and the
-    memory each memory run's process added to its start. comparisons: only the runs the
-    comparison claims read (claims.COMPARISONS), and no memory runs."""
+    memory each memory run's process added to its start. comparisons: only the runs these
+    comparison claims read (claims.COMPARISONS by name; [] for all of them), and no memory
+    runs."""
     runs_of, memory_of = chains(smoke, eval_prompts), memory_chains(smoke)
-    if comparisons:
-        arms = {arm for c in COMPARISONS for arm in (c.a, c.b)}
+    if comparisons is not None:
+        arms = {arm for c in COMPARISONS if c.name in comparisons or not comparisons
+                for arm in (c.a, c.b)} | {("sft", "")}
         runs_of, memory_of = {k: c for k, c in runs_of.items() if k in arms}, {}
     keys = list(runs_of)
     runs, todo = sweep.plan(list(runs_of.values()), seeds, out)
@@ -149,9 +151,10 @@ def main(argv=None) -> dict:
                         help="held-out prompts every run, the SFT model and the ceiling are "
                         "evaluated on (default: each script's, 256; 16 with --smoke; at most "
                         "2107, and past about 500 the task mix shifts: data/world.py)")
-    parser.add_argument("--comparisons", action="store_true",
-                        help="only the runs the comparison claims read, and only their table "
-                        "(no memory runs, no plot: --figure is not drawn)")
+    parser.add_argument("--comparisons", nargs="*", default=None, metavar="NAME",
+                        help="only the runs the comparison claims read (those named, as in "
+                        "compare.json's noise, or all), and only their table (no memory runs, "
+                        "no plot: --figure is not drawn)")
     parser.add_argument("--report", metavar="COMPARE_JSON", default=None,
                         help="train and measure nothing: draw the plot and write the report "
                         "from a compare.json (e.g. docs/compare.json) into --out (default: its "
@@ -166,6 +169,10 @@ def main(argv=None) -> dict:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         if args.eval_prompts is not None and args.eval_prompts < 16:
             raise ValueError(f"--eval_prompts must be >= 16, got {args.eval_prompts}")
+        unknown = set(args.comparisons or []) - {c.name for c in COMPARISONS}
+        if unknown:
+            raise ValueError(f"--comparisons: no comparison {', '.join(sorted(unknown))} "
+                             f"(they are: {', '.join(c.name for c in COMPARISONS)})")
     except ValueError as e:
         sys.exit(f"error: {e}")
     out = Path(args.out or ("sweeps/compare_smoke" if args.smoke else "sweeps/compare")).resolve()
@@ -182,14 +189,14 @@ def main(argv=None) -> dict:
     first, again = next(iter(results.sft)), results.runs_of("sft")
     folder = out / again[first].folder if first in again else out / f"seed{first}"
     results.eval_prompts = len((folder / "sft_samples.jsonl").read_text().splitlines())
-    results.comparisons_only = args.comparisons
+    results.comparisons_only = args.comparisons is not None
     measure(results, [int(s) for s in results.sft], out, args.smoke)
     results.date, results.seconds, results.smoke = time.strftime("%Y-%m-%d"), time.time() - t0, \
         args.smoke
     results.machine = f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU'}"
     results.save(out / "compare.json")
-    figure = Path(args.figure) if args.figure else None if args.smoke or args.comparisons else \
-        ROOT / "docs" / "frontier.png"
+    figure = Path(args.figure) if args.figure else \
+        None if args.smoke or results.comparisons_only else ROOT / "docs" / "frontier.png"
     return draw(results, out, figure)
 
 

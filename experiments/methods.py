@@ -169,13 +169,15 @@ def chains(smoke: bool, eval_prompts: int | None = None) -> dict[tuple[str, str]
     takes the first knob value of each method, and gives every step --smoke. The DPO scripts
     start from the seed's SFT model in its shared folder ({seed_dir}), so that the runs of a
     seed share the answers sampled from it (kept beside it). eval_prompts: each run's last
-    step evaluates on that many held-out prompts (its --eval_every path too), and ("sft", "")
+    step evaluates on that many held-out prompts, with no --eval_every path (8 path points on
+    2048 prompts cost twice the run; the paths are the full run's, on 256), and ("sft", "")
     is the SFT model evaluated on as many (SFT_EVAL); the steps runs share (the SFT model,
     PPO's reward model) stay as they are, and so are reused."""
     out = {}
     for m in METHODS.values():
         for v in m.values[:1] if smoke else m.values:
-            out[m.name, v] = [SFT, *m.before, run_command(m, v)]
+            last = command(m, v) if eval_prompts else run_command(m, v)
+            out[m.name, v] = [SFT, *m.before, last]
     for name, steps in EXTRAS.items():
         out[name, ""] = [SFT, *steps]
     more = f" --eval_prompts {eval_prompts}" if eval_prompts else ""

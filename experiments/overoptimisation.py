@@ -10,9 +10,9 @@ true reward ("gold") each lets best-of-N and PPO reach, and how each is over-opt
 The toy world's true reward is the gold: no gold model is learned. Per seed, from its SFT
 model (sweep.py's planner: each seed's SFT model trained once, finished runs reused):
 - Reward models of three qualities: train_rm.py on RM_PROMPTS pairs (125, 500, 4000 prompts).
-  Each one's accuracy: on 2400 held-out prompts, two SFT answers each, the share of the
-  pairs with different true rewards (at least 2000) whose better answer it scores higher
-  (ties in score: half).
+  Each one's accuracy: on 1200 held-out prompts, two pairs of SFT answers each, the share
+  of the pairs with different true rewards (at least 2000) whose better answer it scores
+  higher (ties in score: half).
 - Best-of-N ranked by each reward model, exact over the SFT model's 64 answers to each of
   256 held-out prompts (ceiling.best_of_by; compare.py's ceiling's answers), N = 1 ... 64:
   the gold of the pick, the reward model's own score of it, the KL to the SFT model.
@@ -51,7 +51,9 @@ DELTA = 0.02                                # the smallest gain in gold that mat
 STEPS, EVERY = 400, 25                      # PPO's steps, and its path's spacing
 BEST_OF = (1, 2, 4, 8, 16, 32, 64)
 SAMPLES, PROMPTS = 64, 256            # the ceiling's answers: 64 to each of 256 prompts
-PAIR_PROMPTS, MIN_PAIRS = 2400, 2000    # about 11% of SFT answer pairs tie in true reward
+# the reward models' held-out pairs: 1200 prompts (the held-out split holds 2107), two pairs of
+# SFT answers each; about 11% of pairs tie in true reward
+PAIR_PROMPTS, PAIRS_EACH, MIN_PAIRS = 1200, 2, 2000
 SCORE, TRUE, KL = "objective/scores", "objective/true_reward", "objective/kl"
 
 
@@ -114,12 +116,13 @@ def measure_seed(out: Path, seed: int, smoke: bool, ppo_folders: dict, draws: in
     M = 8 if smoke else SAMPLES
     gold, _, tokens = answers(sft, prompts, M, seed + 7)            # (prompts, M), as compare's
     pair_prompts = eval_prompts(32 if smoke else PAIR_PROMPTS)
-    texts2, tokens2 = generate(sft, pair_prompts, num_samples=2, seed=seed + 11)
-    r2 = np.array([reward(pair_prompts[i // 2], t) for i, t in enumerate(texts2)]).reshape(-1, 2)
+    each = 2 * PAIRS_EACH                                  # answers a prompt: pairs side by side
+    texts2, tokens2 = generate(sft, pair_prompts, num_samples=each, seed=seed + 11)
+    r2 = np.array([reward(pair_prompts[i // each], t) for i, t in enumerate(texts2)]).reshape(-1, 2)
     differ = r2[:, 0] != r2[:, 1]
     if not smoke and differ.sum() < MIN_PAIRS:
         sys.exit(f"error: seed {seed}: {differ.sum()} held-out pairs with different true "
-                 f"rewards, fewer than {MIN_PAIRS}: raise PAIR_PROMPTS")
+                 f"rewards, fewer than {MIN_PAIRS}: raise PAIRS_EACH")
     ns = [n for n in BEST_OF if n <= M]
     idx = np.random.default_rng(seed).integers(0, len(prompts), (draws, len(prompts)))
     out_seed = {"sft_gold": float(gold.mean()), "answer_std": float(gold.std()),
@@ -133,7 +136,7 @@ def measure_seed(out: Path, seed: int, smoke: bool, ppo_folders: dict, draws: in
             continue
         rm = load_checkpoint(path, cls=ScoreModel)[0].eval()
         proxy = rm_scores(rm, prompts, tokens, M)                               # (prompts, M)
-        s2 = rm_scores(rm, pair_prompts, tokens2, 2)
+        s2 = rm_scores(rm, pair_prompts, tokens2, each).reshape(-1, 2)
         right = np.where(s2[:, 0] == s2[:, 1], 0.5,
                          ((s2[:, 0] > s2[:, 1]) == (r2[:, 0] > r2[:, 1])).astype(float))
         by_n = [ceiling.best_of_by(proxy, gold, k, per_prompt=True) for k in ns]
@@ -189,10 +192,10 @@ def ppo_points(per_seed: dict, n: str, k: str) -> list[dict]:
 
 def peak_of(points: list[dict]) -> dict:
     """The path's peak, read from the data (its smoothed gold's highest point): that point
-    with its smoothed numbers in place of its own."""
+    with its smoothed numbers in place of its own (its KL too: the gold's neighbours')."""
     if not points:
         return {}
-    keys = [k for k in ("gold", "proxy", "raw", "unfinished") if k in points[0]]
+    keys = [k for k in ("gold", "kl", "proxy", "raw", "unfinished") if k in points[0]]
     smooth = {k: smoothed(points, k) for k in keys}
     i = max(range(len(points)), key=smooth["gold"].__getitem__)
     return {**points[i], **{k: v[i] for k, v in smooth.items()}}
@@ -341,7 +344,8 @@ def judge(results: dict) -> list[dict]:
 
 def ceiling_gain_share(s: dict, gold: float, kl: float) -> float:
     """The run's gold gain over the SFT model as a share of the ceiling's gain at its KL;
-    NaN past the ceiling's reach (the KL the 64 answers a prompt can show, about log 64)."""
+    NaN past the ceiling's reach (its largest KL: all weight on each prompt's best answers,
+    log(64 / their number), about 1.9 nats on this task's SFT models)."""
     pts = sorted((p["kl"], p["reward"]) for p in s["ceiling"])
     if kl > pts[-1][0]:
         return math.nan
@@ -393,8 +397,9 @@ def report(results: dict) -> str:
         "(exact over the 64 stored answers a prompt), and along PPO's paths (kl_coef 0 and "
         "0.01, each path on its own; 3-point means, one answer a prompt), with d = sqrt(KL) "
         "there; each as a share of the ceiling pi*'s gain over the SFT model (its mean over "
-        "64 answers a prompt) at the same KL (empty past the ceiling's reach, about log 64 "
-        "nats). The ceiling is pi* reweighting the SFT model's 64 answers a prompt, which "
+        "64 answers a prompt) at the same KL (empty past the ceiling's reach: its largest KL, "
+        f"{mean(max(p['kl'] for p in s['ceiling']) for s in seeds.values()):.2f} nats here, "
+        "all of pi*'s weight on each prompt's best answers, which often tie). The ceiling is pi* reweighting the SFT model's 64 answers a prompt, which "
         "reaches less at a high KL than pi* over every answer: PPO, whose answers are its "
         "own, can pass 100%. The peaks are the highest of many noisy points, each biased "
         "up by about as much.",
@@ -419,7 +424,7 @@ def plot(results: dict, paths: list[Path]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))      # (PPO falls far below best-of-N)
     seeds = list(results["seeds"].values())
     colors = dict(zip(RM_PROMPTS, ("tab:red", "tab:orange", "tab:green")))
     for ax, kind in zip(axes, ("best-of-N, ranked by the reward model (exact)",

@@ -141,6 +141,11 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
     assert "runs" not in capsys.readouterr().out                  # nothing was planned
 
 
+def test_an_unknown_comparison_is_refused_with_the_names_there_are(tmp_path):
+    with pytest.raises(SystemExit, match="no comparison nope .they are: paper_beta_kl, "):
+        compare.main(["--smoke", "--comparisons", "nope", "--out", str(tmp_path)])
+
+
 def test_smoke_run_writes_the_plot_and_every_table(tmp_path):
     results = compare.main(["--smoke", "--out", str(tmp_path)])
     assert not results.failed
