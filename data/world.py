@@ -235,11 +235,11 @@ def eval_prompts(n: int = 256, seed: int = 1234, digits: int = 2) -> list[str]:
     away from reversal (2048 prompts: 5% reversal, 36% comparison; TASK_MIX: 20%, 20%)."""
     rng = random.Random(seed)
     prompts: dict[str, None] = {}
-    misses = 0
+    misses = 0                                       # draws in a row that found nothing new
     while len(prompts) < n:
-        before = len(prompts)
-        prompts[sample_task(rng, digits, heldout=True).prompt] = None
-        misses = 0 if len(prompts) > before else misses + 1
+        prompt = sample_task(rng, digits, heldout=True).prompt
+        misses = misses + 1 if prompt in prompts else 0
+        prompts[prompt] = None
         if misses > 100_000:
             raise ValueError(f"eval_prompts: only {len(prompts)} distinct held-out prompts at "
                              f"{digits} digits: ask for at most that many, not {n}")

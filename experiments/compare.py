@@ -85,12 +85,11 @@ def run_all(smoke: bool, seeds: list[int], out: Path, jobs: int, eval_prompts: i
                                 log=read_log(log) if log.exists() and log.stat().st_size else None,
                                 path=read_lines(path) if path.exists() else [],
                                 folder=str(last.folder.relative_to(out))))
-    for seed in sorted({seed for seed, _, last in runs if last.ok}):   # SFT: once per seed,
-        again = results.runs_of("sft").get(str(seed))      # or its --eval_prompts run (if that
-        if eval_prompts and not again:                     # failed, the seed goes unmeasured:
-            continue                                       # its arms' prompts would differ)
-        folder = out / again.folder if again else out / f"seed{seed}"
-        results.sft[str(seed)] = json.loads((folder / "sft_eval.json").read_text())
+    for seed in sorted({str(seed) for seed, _, last in runs if last.ok}, key=int):
+        if eval_prompts and seed not in results.runs_of("sft"):   # its --eval_prompts run
+            continue                      # failed: the seed goes unmeasured (its arms' prompts
+        folder = out / results.sft_folder(seed)                  # would differ)
+        results.sft[seed] = json.loads((folder / "sft_eval.json").read_text())
     names = list(memory_of)
     for seed, c, last in memory_runs:       # what each method's process added to its start
         if last.ok:
@@ -186,9 +185,8 @@ def main(argv=None) -> dict:
           "the SFT control's KL", flush=True)
     # the prompts the runs were evaluated on, counted (a smoke run puts its own 16 in place of
     # a flag left at the scripts' default)
-    first, again = next(iter(results.sft)), results.runs_of("sft")
-    folder = out / again[first].folder if first in again else out / f"seed{first}"
-    results.eval_prompts = len((folder / "sft_samples.jsonl").read_text().splitlines())
+    samples = out / results.sft_folder(next(iter(results.sft))) / "sft_samples.jsonl"
+    results.eval_prompts = len(samples.read_text().splitlines())
     results.comparisons_only = args.comparisons is not None
     measure(results, [int(s) for s in results.sft], out, args.smoke)
     results.date, results.seconds, results.smoke = time.strftime("%Y-%m-%d"), time.time() - t0, \

@@ -399,10 +399,10 @@ def report(results: dict) -> str:
         "there; each as a share of the ceiling pi*'s gain over the SFT model (its mean over "
         "64 answers a prompt) at the same KL (empty past the ceiling's reach: its largest KL, "
         f"{mean(max(p['kl'] for p in s['ceiling']) for s in seeds.values()):.2f} nats here, "
-        "all of pi*'s weight on each prompt's best answers, which often tie). The ceiling is pi* reweighting the SFT model's 64 answers a prompt, which "
-        "reaches less at a high KL than pi* over every answer: PPO, whose answers are its "
-        "own, can pass 100%. The peaks are the highest of many noisy points, each biased "
-        "up by about as much.",
+        "all of pi*'s weight on each prompt's best answers, which often tie). The ceiling is "
+        "pi* reweighting the SFT model's 64 answers a prompt, which reaches less at a high "
+        "KL than pi* over every answer: PPO, whose answers are its own, can pass 100%. The "
+        "peaks are the highest of many noisy points, each biased up by about as much.",
         md_table(["RM pairs", "held-out accuracy", "pairs judged", "best-of-N gold peak",
                   "at N", "of the ceiling's gain", "PPO gold peak", "at d",
                   "of the ceiling's gain"], rows),

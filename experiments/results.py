@@ -88,6 +88,12 @@ class Results:
         """{seed: one of its own eval numbers} of a method at a knob value (or an extra run)."""
         return {s: r.get(metric) for s, r in self.runs_of(method, knob).items()}
 
+    def sft_folder(self, seed: str) -> str:
+        """Where the seed's SFT model's evaluation lies, within compare.py's --out: its
+        --eval_prompts run (methods.SFT_EVAL), else its training step's seed folder."""
+        again = self.runs_of("sft").get(seed)
+        return again.folder if again else f"seed{seed}"
+
     def knobs_run(self, method: str) -> list[str]:
         return list(dict.fromkeys(r.knob for r in self.runs if r.method == method))
 
