@@ -144,7 +144,7 @@ def kto_weights(labels: list[bool], desirable_weight: float | None,
     ratio = w_d * n_d / (undesirable_weight * n_u)
     print(f"kto: {n_d} desirable and {n_u} undesirable rows, weights {w_d:.3g} and "
           f"{undesirable_weight:.3g}: w_D n_D / (w_U n_U) = {ratio:.2f}")
-    if not 1 <= ratio <= 4 / 3:
+    if not 1 - 1e-9 <= ratio <= 4 / 3 + 1e-9:      # n_U / n_D * n_D / n_U can round to 1 - 1e-16
         print("warning: w_D n_D / (w_U n_U) is outside [1, 4/3], the range the KTO paper "
               "recommends; set --desirable_weight and --undesirable_weight to bring it in")
     return w_d, undesirable_weight

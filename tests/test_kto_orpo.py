@@ -44,6 +44,8 @@ def test_class_weights_balance_by_default_and_warn_outside_the_papers_range(caps
     labels = [True] * 10 + [False] * 90
     assert pairs.kto_weights(labels, None, 1.0) == (9.0, 1.0)      # w_D n_D = w_U n_U
     assert "warning" not in capsys.readouterr().out
+    pairs.kto_weights([True] * 407 + [False] * 3667, None, 1.0)    # the ratio rounds to 1 - 1e-16
+    assert "warning" not in capsys.readouterr().out
     pairs.kto_weights(labels, 1.0, 1.0)
     assert "outside [1, 4/3]" in capsys.readouterr().out
 
