@@ -130,10 +130,10 @@ def answers_of(out: Path, results: Results, arm, seed: str) -> dict[str, np.ndar
     """One arm's held-out answers on one seed, a column per field of its <stage>_samples.jsonl
     (evaluation.sample_rows: reward, correct, length, finished, kl), or None without them."""
     method, knob = arm
-    run = results.runs_of(method, knob).get(seed)
     if method == "sft":
         path = out / results.sft_folder(seed) / "sft_samples.jsonl"
     else:
+        run = results.runs_of(method, knob).get(seed)
         path = None if run is None else out / run.folder / f"{run.stage}_samples.jsonl"
     if path is None or not path.exists():
         return None
